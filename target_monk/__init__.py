@@ -1,0 +1,1 @@
+"""target-monk: a Singer target that delivers usage events to Monk."""

@@ -1,0 +1,234 @@
+"""HTTP client for Monk's batch events endpoint. Knows nothing of Singer."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+import typing as t
+from dataclasses import dataclass
+
+import backoff
+import msgspec
+import requests
+
+BATCH_PATH = "/v1/events/batch"
+MAX_RETRY_AFTER_SECONDS = 60.0
+"""A server's Retry-After is honoured up to this many seconds."""
+
+logger = logging.getLogger("target-monk.client")
+
+
+_BODY_ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+
+def encode_batch(events: list[dict[str, t.Any]]) -> bytes:
+    """The JSON body of one batch request (Decimal property values as numbers)."""
+    return _BODY_ENCODER.encode({"events": events})
+
+
+class MonkError(Exception):
+    """Delivery to Monk failed for good."""
+
+
+class MonkAuthError(MonkError):
+    """Monk refused the API key (401/403): stop at once."""
+
+
+class MonkRejectedError(MonkError):
+    """Monk rejected a batch as a whole (400/413/422): never retried as is."""
+
+    def __init__(self, label: str, status: int, error: dict[str, t.Any]) -> None:
+        """Keep Monk's error envelope for the caller."""
+        self.status = status
+        self.code = str(error.get("code", ""))
+        self.message = str(error.get("message", ""))
+        self.request_id = str(error.get("requestId", ""))
+        self.error = error
+        super().__init__(
+            f"Monk rejected {label}: HTTP {status} {self.code}: {self.message} "
+            f"(requestId {self.request_id or 'none'})"
+        )
+
+
+class MonkUnavailableError(MonkError):
+    """Retries of a batch ran out on 429, 5xx, timeouts or connection errors."""
+
+
+class _TransientError(Exception):
+    """A failure worth retrying; `retry_after` is the server's wish, if any."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Monk's answer to an accepted batch."""
+
+    count: int
+    request_id: str
+    attempts: int
+
+
+class MonkClient:
+    """Posts pre-encoded batches to `{api_url}/v1/events/batch`, with bounded retries.
+
+    Safe to share between threads: each thread gets its own keep-alive session.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff_seconds: float = 1.0,
+        user_agent: str = "target-monk",
+    ) -> None:
+        """Configure the endpoint; retries wait backoff_seconds * 1, 2, 4, 8, 16 ... (jittered)."""
+        self.url = api_url.rstrip("/") + BATCH_PATH
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "User-Agent": user_agent,
+        }
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        """Never show the key."""
+        return f"MonkClient(url={self.url!r})"
+
+    @property
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers.update(self._headers)
+            self._local.session = session
+        return session
+
+    def send_batch(self, body: bytes, label: str) -> Receipt:
+        """POST one JSON body; return Monk's receipt once it answers 2xx.
+
+        Raises:
+            MonkAuthError: 401/403.
+            MonkRejectedError: 400/413/422 or another non-retryable 4xx.
+            MonkUnavailableError: retries exhausted.
+        """
+        attempts = 0
+
+        def attempt() -> Receipt:
+            nonlocal attempts
+            attempts += 1
+            return self._post_once(body, label, attempts)
+
+        def log_retry(details: t.Mapping[str, t.Any]) -> None:
+            exc = details.get("exception")
+            logger.warning(
+                "Retrying %s in %.1f s (attempt %d of %d failed: %s)",
+                label,
+                details["wait"],
+                details["tries"],
+                self.max_retries + 1,
+                getattr(exc, "reason", exc),
+            )
+
+        with_retries = backoff.on_exception(
+            self._wait_times,
+            _TransientError,
+            max_tries=self.max_retries + 1,
+            jitter=None,
+            on_backoff=log_retry,
+            logger=None,
+        )(attempt)
+        try:
+            return with_retries()
+        except _TransientError as exc:
+            msg = (
+                f"Monk did not accept {label} after {attempts} attempt(s); "
+                f"last failure: {exc.reason}"
+            )
+            raise MonkUnavailableError(msg) from None
+
+    def _wait_times(self) -> t.Generator[float, t.Any, None]:
+        """Exponential waits with jitter, or the server's Retry-After (capped)."""
+        failure = yield 0
+        step = 0
+        while True:
+            if isinstance(failure, _TransientError) and failure.retry_after is not None:
+                wait = min(failure.retry_after, MAX_RETRY_AFTER_SECONDS)
+            else:
+                base = self.backoff_seconds * 2**step
+                wait = base / 2 + random.uniform(0, base / 2)  # noqa: S311
+            step += 1
+            failure = yield wait
+
+    def _post_once(self, body: bytes, label: str, attempt: int) -> Receipt:
+        try:
+            response = self._session.post(self.url, data=body, timeout=self.timeout)
+        except requests.Timeout:
+            msg = f"no answer within {self.timeout:g} s"
+            raise _TransientError(msg) from None
+        except requests.ConnectionError as exc:
+            msg = f"connection error ({type(exc).__name__})"
+            raise _TransientError(msg) from None
+
+        status = response.status_code
+        if 200 <= status < 300:
+            answer = _json_or_empty(response)
+            return Receipt(
+                count=int(answer.get("count", 0) or 0),
+                request_id=str(answer.get("requestId", "")),
+                attempts=attempt,
+            )
+        error = _error_envelope(response)
+        if status == 429 or status >= 500:
+            reason = f"HTTP {status} {error.get('code', '')}".rstrip()
+            raise _TransientError(reason, _retry_after(response))
+        if status in (401, 403):
+            msg = (
+                f"API key refused by Monk (HTTP {status} {error.get('code', '')}) while "
+                f"sending {label}: check api_key and that it has the usage:write scope"
+            )
+            raise MonkAuthError(msg)
+        raise MonkRejectedError(label, status, error)
+
+
+def _json_or_empty(response: requests.Response) -> dict[str, t.Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _error_envelope(response: requests.Response) -> dict[str, t.Any]:
+    error = _json_or_empty(response).get("error")
+    if isinstance(error, dict):
+        return error
+    return {"code": "", "message": response.text[:500]}
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), if any."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

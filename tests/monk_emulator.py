@@ -1,0 +1,338 @@
+"""A local Monk events API for tests and demos: strict, scriptable, on 127.0.0.1.
+
+Models `POST /v1/events/batch` as Monk documents it: Bearer auth, whole-batch
+rejection with the error envelope, the 10,000-event cap, exactly one customer
+id, primitive-only properties, the 1-hour-future rule, and last-write-wins
+idempotency on `idempotencyKey`. Any request can be scripted (status,
+Retry-After, delay, dropped connection); every request is recorded.
+
+Standalone: `python tests/monk_emulator.py --port 8787 --api-key mk_test_...`
+serves until interrupted; `GET /_emulator/events` lists what it holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import itertools
+import json
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MAX_EVENTS = 10_000
+MAX_BODY_BYTES = 20 * 1024 * 1024  # assumed: Monk publishes no byte limit
+EVENT_FIELDS = {
+    "customerId",
+    "externalCustomerId",
+    "eventName",
+    "timestamp",
+    "idempotencyKey",
+    "properties",
+    "contractId",
+}
+
+
+@dataclass
+class Rule:
+    """What to do with one scripted request instead of (or before) the usual."""
+
+    status: int | None = None
+    retry_after: str | None = None
+    delay: float = 0.0
+    drop: bool = False
+    code: str = "SCRIPTED"
+
+
+@dataclass
+class RequestRecord:
+    """One POST to the batch endpoint, as the emulator saw and answered it."""
+
+    number: int
+    received_at: float
+    status: int = 0
+    count: int = 0
+    keys: list[str] = field(default_factory=list)
+    body_bytes: int = 0
+    accepted_at: float | None = None
+    dropped: bool = False
+
+
+class MonkEmulator:
+    """The emulator's state plus an HTTP server thread."""
+
+    def __init__(
+        self,
+        api_key: str = "mk_test_" + "0" * 48,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        """Create (not start) an emulator that accepts `api_key`."""
+        self.api_keys = {api_key}
+        self.read_only_keys: set[str] = set()
+        self.unknown_customers: set[str] = set()
+        self.max_body_bytes = max_body_bytes
+        self.script: dict[int, Rule] = {}
+        self.fail_from: tuple[int, Rule] | None = None
+        self.events: dict[str, dict[str, Any]] = {}
+        self.writes: dict[str, int] = {}
+        self.requests: list[RequestRecord] = []
+        self.lock = threading.Lock()
+        self._numbers = itertools.count(1)
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL to use as the target's api_url."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> MonkEmulator:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> MonkEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Forget events, requests and scripts."""
+        with self.lock:
+            self.events.clear()
+            self.writes.clear()
+            self.requests.clear()
+            self.script.clear()
+            self.fail_from = None
+
+    def accepted_requests(self) -> list[RequestRecord]:
+        """Requests answered 202, in the order they were accepted."""
+        with self.lock:
+            done = [r for r in self.requests if r.status == 202]
+        return sorted(done, key=lambda r: r.accepted_at or 0)
+
+    def keys(self) -> set[str]:
+        """Idempotency keys held."""
+        with self.lock:
+            return set(self.events)
+
+    # Request handling.
+
+    def _rule_for(self, number: int) -> Rule | None:
+        if number in self.script:
+            return self.script[number]
+        if self.fail_from and number >= self.fail_from[0]:
+            return self.fail_from[1]
+        return None
+
+    def handle_batch(self, auth: str | None, body: bytes) -> tuple[int, dict, dict]:
+        """Answer one batch request: (status, JSON body, extra headers)."""
+        request_id = f"req_{uuid.uuid4().hex[:16]}"
+        key = auth[7:] if auth and auth.startswith("Bearer ") else None
+        if key is None or key not in self.api_keys | self.read_only_keys:
+            return _error(401, "UNAUTHORIZED", "Missing or invalid API key", request_id)
+        if key in self.read_only_keys:
+            return _error(403, "FORBIDDEN", "API key lacks the usage:write scope", request_id)
+        if len(body) > self.max_body_bytes:
+            return _error(413, "PAYLOAD_TOO_LARGE", "Request body too large", request_id)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "INVALID_JSON", "Body is not valid JSON", request_id)
+        events = payload.get("events") if isinstance(payload, dict) else None
+        if not isinstance(events, list):
+            return _error(400, "INVALID_REQUEST", 'Body must be {"events": [...]}', request_id)
+        if not events:
+            return _error(400, "INVALID_REQUEST", "events must not be empty", request_id)
+        if len(events) > MAX_EVENTS:
+            return _error(
+                413, "BATCH_TOO_LARGE", f"At most {MAX_EVENTS} events per request", request_id
+            )
+        now = dt.datetime.now(dt.timezone.utc)
+        details = []
+        for index, event in enumerate(events):
+            problem = validate_event(event, now)
+            if problem is None and isinstance(event, dict):
+                customer = event.get("externalCustomerId") or event.get("customerId")
+                if customer in self.unknown_customers:
+                    problem = ("externalCustomerId", f"unknown customer {customer!r}")
+            if problem:
+                details.append({"index": index, "field": problem[0], "reason": problem[1]})
+        if details:
+            first = details[0]
+            message = (
+                f"{len(details)} invalid event(s); event {first['index']}: "
+                f"{first['field']}: {first['reason']}"
+            )
+            status, answer, headers = _error(422, "VALIDATION_ERROR", message, request_id)
+            answer["error"]["details"] = details[:100]
+            return status, answer, headers
+        with self.lock:
+            for event in events:
+                key_ = event.get("idempotencyKey") or f"auto_{uuid.uuid4().hex}"
+                self.events[key_] = event
+                self.writes[key_] = self.writes.get(key_, 0) + 1
+        body_ = {"status": "accepted", "count": len(events), "requestId": request_id}
+        return 202, body_, {}
+
+
+def validate_event(event: object, now: dt.datetime) -> tuple[str, str] | None:
+    """Monk's rules for one event: (field, reason) of the first broken one, or None."""
+    if not isinstance(event, dict):
+        return ("event", "must be an object")
+    unknown = set(event) - EVENT_FIELDS
+    if unknown:
+        return (sorted(unknown)[0], "unknown field")
+    has_id = "customerId" in event
+    has_ext = "externalCustomerId" in event
+    if has_id == has_ext:
+        return ("customerId", "exactly one of customerId and externalCustomerId is required")
+    if has_id and not _is_uuid(event["customerId"]):
+        return ("customerId", "must be a customer UUID")
+    if has_ext and not _non_empty_string(event["externalCustomerId"]):
+        return ("externalCustomerId", "must be a non-empty string")
+    if not _non_empty_string(event.get("eventName")):
+        return ("eventName", "must be a non-empty string")
+    if "timestamp" in event:
+        problem = _timestamp_problem(event["timestamp"], now)
+        if problem:
+            return ("timestamp", problem)
+    if "idempotencyKey" in event and not _non_empty_string(event["idempotencyKey"]):
+        return ("idempotencyKey", "must be a non-empty string")
+    if "contractId" in event and not _is_uuid(event["contractId"]):
+        return ("contractId", "must be a contract UUID")
+    if "properties" in event:
+        properties = event["properties"]
+        if not isinstance(properties, dict):
+            return ("properties", "must be an object")
+        for name, value in properties.items():
+            if value is None or isinstance(value, (dict, list)):
+                return (f"properties.{name}", "values must be strings, numbers or booleans")
+    return None
+
+
+def _non_empty_string(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _timestamp_problem(value: object, now: dt.datetime) -> str | None:
+    if not isinstance(value, str) or not value.endswith("Z"):
+        return "must be an ISO 8601 UTC string ending in Z"
+    try:
+        moment = dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return "is not ISO 8601"
+    if moment - now > dt.timedelta(hours=1):
+        return "is more than 1 hour in the future"
+    return None
+
+
+def _error(status: int, code: str, message: str, request_id: str) -> tuple[int, dict, dict]:
+    return status, {"error": {"code": code, "message": message, "requestId": request_id}}, {}
+
+
+def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+        def _reply(self, status: int, answer: object, headers: dict | None = None) -> None:
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/_emulator/events"):
+                with emulator.lock:
+                    self._reply(200, list(emulator.events.values()))
+            elif self.path.startswith("/_emulator/requests"):
+                with emulator.lock:
+                    self._reply(200, [asdict(r) for r in emulator.requests])
+            else:
+                self._reply(404, {"error": {"code": "NOT_FOUND", "message": self.path}})
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/_emulator/reset":
+                emulator.reset()
+                self._reply(200, {"ok": True})
+                return
+            if self.path != "/v1/events/batch":
+                self._reply(404, {"error": {"code": "NOT_FOUND", "message": self.path}})
+                return
+            number = next(emulator._numbers)
+            record = RequestRecord(number, time.time(), body_bytes=len(body))
+            with emulator.lock:
+                emulator.requests.append(record)
+            rule = emulator._rule_for(number)
+            if rule and rule.delay:
+                time.sleep(rule.delay)
+            if rule and rule.drop:
+                record.dropped = True
+                self.close_connection = True
+                return
+            if rule and rule.status:
+                headers = {"Retry-After": rule.retry_after} if rule.retry_after else {}
+                status, answer, _ = _error(rule.status, rule.code, "scripted", "req_scripted")
+            else:
+                status, answer, headers = emulator.handle_batch(
+                    self.headers.get("Authorization"), body
+                )
+            record.status = status
+            if status == 202:
+                events = json.loads(body)["events"]
+                record.count = len(events)
+                record.keys = [e.get("idempotencyKey", "") for e in events]
+                record.accepted_at = time.time()
+            self._reply(status, answer, headers)
+
+    return Handler
+
+
+def main() -> None:
+    """Serve until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8787)
+    parser.add_argument("--api-key", required=True)
+    args = parser.parse_args()
+    emulator = MonkEmulator(args.api_key, args.host, args.port)
+    print(f"Monk emulator on {emulator.url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        emulator._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
