@@ -118,6 +118,14 @@ class Delivery:
         if self._failure is not None:
             raise DeliveryFailed(str(self._failure)) from self._failure
 
+    def holders_blocking_states(self) -> list[t.Hashable]:
+        """Holders whose buffered records keep the newest queued STATE from being written."""
+        with self._lock:
+            if not self._states:
+                return []
+            newest = self._states[-1][0]
+            return [holder for holder, first in self._held.items() if first < newest]
+
     @property
     def all_accepted(self) -> bool:
         """True when every record received so far has been accepted."""

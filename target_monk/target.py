@@ -9,13 +9,13 @@ import typing as t
 import msgspec
 from singer_sdk import Target
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_monk.client import MonkClient, MonkError, encode_batch
 from target_monk.delivery import Batch, Delivery, DeliveryFailed
 from target_monk.mapping import InvalidRecordError, MappingConfigError
+from target_monk.reader import SingerBytesReader
 from target_monk.sinks import MonkSink
 
 if t.TYPE_CHECKING:
@@ -80,7 +80,7 @@ class TargetMonk(Target):
 
     name = "target-monk"
     default_sink_class = MonkSink
-    message_reader_class = MsgSpecReader
+    message_reader_class = SingerBytesReader
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -194,6 +194,15 @@ class TargetMonk(Target):
         sys.stdout.flush()
 
     # Singer message handling.
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        """As the SDK does; after a full batch goes out, also send partial batches of
+        other streams that hold back the newest STATE, so checkpoints keep moving."""
+        batches_before = self.delivery.stats.batches
+        super()._process_record_message(message_dict)
+        if self.delivery.stats.batches != batches_before:
+            for sink in self.delivery.holders_blocking_states():
+                self.drain_one(sink)
 
     def _process_state_message(self, message_dict: dict) -> None:
         """Queue the STATE; it is written once every earlier record is accepted."""

@@ -78,6 +78,7 @@ class MonkEmulator:
         self.unknown_customers: set[str] = set()
         self.max_body_bytes = max_body_bytes
         self.script: dict[int, Rule] = {}
+        self.script_by_key: dict[str, Rule] = {}
         self.fail_from: tuple[int, Rule] | None = None
         self.events: dict[str, dict[str, Any]] = {}
         self.writes: dict[str, int] = {}
@@ -96,7 +97,9 @@ class MonkEmulator:
 
     def start(self) -> MonkEmulator:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -118,6 +121,7 @@ class MonkEmulator:
             self.writes.clear()
             self.requests.clear()
             self.script.clear()
+            self.script_by_key.clear()
             self.fail_from = None
 
     def accepted_requests(self) -> list[RequestRecord]:
@@ -126,16 +130,19 @@ class MonkEmulator:
             done = [r for r in self.requests if r.status == 202]
         return sorted(done, key=lambda r: r.accepted_at or 0)
 
-    def keys(self) -> set[str]:
+    def held_keys(self) -> set[str]:
         """Idempotency keys held."""
         with self.lock:
             return set(self.events)
 
     # Request handling.
 
-    def _rule_for(self, number: int) -> Rule | None:
+    def _rule_for(self, number: int, body: bytes) -> Rule | None:
         if number in self.script:
             return self.script[number]
+        for key in list(self.script_by_key):
+            if f'"idempotencyKey":"{key}"'.encode() in body.replace(b" ", b""):
+                return self.script_by_key.pop(key)
         if self.fail_from and number >= self.fail_from[0]:
             return self.fail_from[1]
         return None
@@ -296,7 +303,7 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             record = RequestRecord(number, time.time(), body_bytes=len(body))
             with emulator.lock:
                 emulator.requests.append(record)
-            rule = emulator._rule_for(number)
+            rule = emulator._rule_for(number, body)
             if rule and rule.delay:
                 time.sleep(rule.delay)
             if rule and rule.drop:

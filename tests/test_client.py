@@ -1,0 +1,152 @@
+"""MonkClient against the emulator: every status class, retries, Retry-After, no key leaks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+from conftest import API_KEY
+from monk_emulator import MonkEmulator, Rule
+
+from target_monk.client import (
+    MonkAuthError,
+    MonkClient,
+    MonkRejectedError,
+    MonkUnavailableError,
+    encode_batch,
+)
+
+EVENT = {
+    "externalCustomerId": "cus_1",
+    "eventName": "api_call",
+    "timestamp": "2026-03-15T10:30:00Z",
+    "idempotencyKey": "k1",
+}
+BODY = encode_batch([EVENT])
+
+
+def client_for(emulator: MonkEmulator, key: str = API_KEY, **options) -> MonkClient:
+    options = {"timeout": 2.0, "max_retries": 3, "backoff_seconds": 0.01, **options}
+    return MonkClient(emulator.url, key, **options)
+
+
+def test_accepted_batch_returns_receipt(emulator: MonkEmulator) -> None:
+    receipt = client_for(emulator).send_batch(BODY, "batch #1")
+    assert receipt.count == 1
+    assert receipt.request_id.startswith("req_")
+    assert receipt.attempts == 1
+    assert emulator.held_keys() == {"k1"}
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        Rule(status=500),
+        Rule(status=502),
+        Rule(status=503),
+        Rule(status=429),
+        Rule(drop=True),
+        Rule(delay=1.0),
+    ],
+    ids=["500", "502", "503", "429", "dropped", "timeout"],
+)
+def test_transient_failures_are_retried(emulator: MonkEmulator, rule: Rule) -> None:
+    emulator.script[1] = rule
+    emulator.script[2] = rule
+    receipt = client_for(emulator, timeout=0.5).send_batch(BODY, "batch #1")
+    assert receipt.attempts == 3
+    assert emulator.held_keys() == {"k1"}
+    assert emulator.writes["k1"] >= 1
+
+
+def test_retry_after_is_honoured(emulator: MonkEmulator) -> None:
+    emulator.script[1] = Rule(status=429, retry_after="1")
+    started = time.monotonic()
+    receipt = client_for(emulator).send_batch(BODY, "batch #1")
+    assert receipt.attempts == 2
+    assert time.monotonic() - started >= 1.0
+
+
+def test_retries_are_bounded(emulator: MonkEmulator) -> None:
+    emulator.fail_from = (1, Rule(status=503))
+    with pytest.raises(MonkUnavailableError, match=r"batch #4 after 4 attempt\(s\).*HTTP 503"):
+        client_for(emulator, max_retries=3).send_batch(BODY, "batch #4")
+    assert len(emulator.requests) == 4
+
+
+def test_zero_retries_means_one_attempt(emulator: MonkEmulator) -> None:
+    emulator.fail_from = (1, Rule(status=500))
+    with pytest.raises(MonkUnavailableError):
+        client_for(emulator, max_retries=0).send_batch(BODY, "batch #1")
+    assert len(emulator.requests) == 1
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_rejections_are_not_retried_and_show_monks_error(
+    emulator: MonkEmulator, status: int
+) -> None:
+    emulator.script[1] = Rule(status=status, code="SOME_CODE")
+    with pytest.raises(MonkRejectedError) as info:
+        client_for(emulator).send_batch(BODY, "batch #9")
+    assert len(emulator.requests) == 1
+    assert info.value.status == status
+    assert f"HTTP {status} SOME_CODE" in str(info.value)
+    assert "requestId req_scripted" in str(info.value)
+    assert "batch #9" in str(info.value)
+
+
+def test_validation_error_envelope_from_strict_emulator(emulator: MonkEmulator) -> None:
+    bad = encode_batch([EVENT, {**EVENT, "customerId": "6f1c2a1e-93a4-4a51-9d1c-2b0c6f9d7e10"}])
+    with pytest.raises(MonkRejectedError) as info:
+        client_for(emulator).send_batch(bad, "batch #1")
+    assert info.value.status == 422
+    assert info.value.code == "VALIDATION_ERROR"
+    assert "exactly one" in info.value.message
+    assert emulator.held_keys() == set()
+
+
+def test_too_many_events_is_413(emulator: MonkEmulator) -> None:
+    body = encode_batch([{**EVENT, "idempotencyKey": f"k{i}"} for i in range(10_001)])
+    with pytest.raises(MonkRejectedError, match="HTTP 413 BATCH_TOO_LARGE"):
+        client_for(emulator).send_batch(body, "batch #1")
+
+
+@pytest.mark.parametrize("kind", ["unknown", "read_only"])
+def test_refused_key_stops_at_once_without_printing_it(
+    emulator: MonkEmulator, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "mk_live_" + "f" * 48
+    if kind == "read_only":
+        emulator.read_only_keys.add(key)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(MonkAuthError) as info:
+        client_for(emulator, key=key).send_batch(BODY, "batch #1")
+    assert "API key refused" in str(info.value)
+    assert "401" in str(info.value) if kind == "unknown" else "403" in str(info.value)
+    assert len(emulator.requests) == 1
+    assert key not in str(info.value)
+    assert key not in repr(client_for(emulator, key=key))
+    assert key not in caplog.text
+
+
+def test_key_absent_from_retry_logs_and_errors(
+    emulator: MonkEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    emulator.fail_from = (1, Rule(drop=True))
+    with pytest.raises(MonkUnavailableError) as info:
+        client_for(emulator).send_batch(BODY, "batch #1")
+    assert "Retrying batch #1" in caplog.text
+    assert API_KEY not in caplog.text
+    assert API_KEY not in str(info.value)
+
+
+def test_decimal_and_unicode_bodies_round_trip(emulator: MonkEmulator) -> None:
+    import decimal
+
+    event = {**EVENT, "properties": {"cost": decimal.Decimal("0.10"), "city": "Zürich"}}
+    client_for(emulator).send_batch(encode_batch([event]), "batch #1")
+    assert json.loads(encode_batch([event]))["events"][0]["properties"]["cost"] == 0.1
+    assert emulator.events["k1"]["properties"] == {"cost": 0.1, "city": "Zürich"}

@@ -1,0 +1,151 @@
+"""Delivery (unit): STATE is released in input order, only past accepted records."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from target_monk.delivery import Batch, Delivery, DeliveryFailed
+
+
+class ScriptedSend:
+    """A send() whose batches finish only when the test says so."""
+
+    def __init__(self) -> None:
+        self.release: dict[int, threading.Event] = {}
+        self.fail: set[int] = set()
+        self.started = threading.Semaphore(0)
+
+    def __call__(self, batch: Batch) -> None:
+        gate = self.release.setdefault(batch.number, threading.Event())
+        self.started.release()
+        assert gate.wait(5)
+        if batch.number in self.fail:
+            raise RuntimeError(f"batch {batch.number} refused")
+
+    def finish(self, number: int) -> None:
+        self.release.setdefault(number, threading.Event()).set()
+
+
+def make(max_in_flight: int = 4) -> tuple[Delivery, ScriptedSend, list[dict], threading.Event]:
+    send = ScriptedSend()
+    written: list[dict] = []
+    wrote = threading.Event()
+
+    def write(state: dict) -> None:
+        written.append(state)
+        wrote.set()
+
+    return Delivery(send, write, max_in_flight), send, written, wrote
+
+
+def receive(delivery: Delivery, holder: str, count: int) -> None:
+    for _ in range(count):
+        delivery.record_received(holder)
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    event = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        event.wait(0.01)
+    raise AssertionError("condition not reached")
+
+
+def test_later_batch_finishing_first_does_not_release_state() -> None:
+    delivery, send, written, _ = make()
+    receive(delivery, "a", 2)
+    delivery.submit("a", [{}, {}], "a")
+    delivery.state_received({"s": 1})
+    receive(delivery, "a", 2)
+    delivery.submit("a", [{}, {}], "a")
+    delivery.state_received({"s": 2})
+    send.finish(2)
+    wait_until(lambda: delivery.stats.events_accepted == 2)
+    assert written == []
+    send.finish(1)
+    wait_until(lambda: written)
+    assert written == [{"s": 2}]
+
+
+def test_records_still_buffered_in_another_stream_hold_the_state() -> None:
+    delivery, send, written, _ = make()
+    receive(delivery, "b", 1)  # stream b buffers one record
+    receive(delivery, "a", 3)
+    delivery.submit("a", [{}] * 3, "a")
+    delivery.state_received({"s": 1})
+    send.finish(1)
+    wait_until(lambda: delivery.stats.events_accepted == 3)
+    assert written == []
+    delivery.submit("b", [{}], "b")
+    send.finish(2)
+    delivery.finish()
+    assert written == [{"s": 1}]
+
+
+def test_state_before_a_buffer_is_not_held_by_it() -> None:
+    delivery, send, written, _ = make()
+    receive(delivery, "a", 1)
+    delivery.submit("a", [{}], "a")
+    delivery.state_received({"s": 1})
+    receive(delivery, "b", 5)
+    send.finish(1)
+    wait_until(lambda: written)
+    assert written == [{"s": 1}]
+    assert not delivery.all_accepted
+
+
+def test_failed_batch_stops_every_later_state_and_raises() -> None:
+    delivery, send, written, _ = make()
+    for number in (1, 2, 3):
+        receive(delivery, "a", 1)
+        delivery.submit("a", [{}], "a")
+        delivery.state_received({"s": number})
+    send.fail.add(2)
+    send.finish(3)
+    send.finish(2)
+    send.finish(1)
+    with pytest.raises(DeliveryFailed, match="batch 2 refused"):
+        delivery.finish()
+    assert written == [{"s": 1}]
+    with pytest.raises(DeliveryFailed):
+        delivery.state_received({"s": 4})
+
+
+def test_submit_blocks_at_max_in_flight_then_fails_fast() -> None:
+    delivery, send, _, _ = make(max_in_flight=1)
+    receive(delivery, "a", 1)
+    delivery.submit("a", [{}], "a")
+    send.fail.add(1)
+    receive(delivery, "a", 1)
+    result: list[BaseException] = []
+
+    def second_submit() -> None:
+        try:
+            delivery.submit("a", [{}], "a")
+        except DeliveryFailed as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=second_submit)
+    thread.start()
+    thread.join(0.3)
+    assert thread.is_alive()  # waiting for the only slot
+    send.finish(1)
+    thread.join(5)
+    assert result
+    assert delivery.stats.batches == 1
+
+
+def test_same_position_states_keep_the_newest_and_no_duplicates() -> None:
+    delivery, send, written, _ = make()
+    delivery.state_received({"s": 0})
+    delivery.state_received({"s": 0})
+    receive(delivery, "a", 1)
+    delivery.state_received({"s": 1})
+    delivery.state_received({"s": 2})
+    delivery.submit("a", [{}], "a")
+    send.finish(1)
+    delivery.finish()
+    assert written == [{"s": 0}, {"s": 2}]

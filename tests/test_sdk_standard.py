@@ -1,0 +1,85 @@
+"""singer-sdk's standard target tests, run against the Monk emulator.
+
+The SDK's sample streams carry no customer, event name or time, so the config
+adds them with a stream map (which also exercises the SDK's stream maps) and
+sets a constant event name.
+
+Left out, and why:
+- TargetMultipleStateMessages: compares the runner's parsed STATE dicts with
+  JSON strings, so it cannot pass for any target (the SDK leaves it out of its
+  own default suite too). tests/test_target.py checks STATE output closely.
+- TargetPrimaryKeyUpdates, TargetNoPrimaryKeys, TargetSchemaNoProperties and
+  TargetRecordMissingRequiredProperty are kept, but inverted: their streams
+  declare no key properties, and target-monk must refuse such a stream at its
+  SCHEMA (no stable idempotencyKey could be derived). They assert that refusal.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import API_KEY
+from monk_emulator import MonkEmulator
+from singer_sdk.testing import get_target_test_class
+from singer_sdk.testing import target_tests as sdk
+from singer_sdk.testing.suites import SingerTestSuite
+
+from target_monk.mapping import MappingConfigError
+from target_monk.target import TargetMonk
+
+EMULATOR = MonkEmulator(API_KEY).start()
+
+CONFIG = {
+    "api_key": API_KEY,
+    "api_url": EMULATOR.url,
+    "event_name": "sdk_test",
+    "external_customer_id_field": "monk_customer",
+    "timestamp_field": "monk_time",
+    "stream_maps": {"*": {"monk_customer": "'cus_sdk'", "monk_time": "'2026-01-01T00:00:00Z'"}},
+}
+
+
+def refused_without_keys(test_class: type) -> type:
+    """The SDK test, expecting target-monk's refusal of a stream without key properties."""
+
+    def test(self) -> None:
+        with pytest.raises(MappingConfigError, match="idempotency_key_template"):
+            test_class.test(self)
+
+    return type(test_class.__name__ + "Refused", (test_class,), {"test": test})
+
+
+SUITE = SingerTestSuite(
+    kind="target",
+    tests=[
+        sdk.TargetArrayData,
+        sdk.TargetCamelcaseComplexSchema,
+        sdk.TargetCamelcaseTest,
+        sdk.TargetCliPrintsTest,
+        sdk.TargetDuplicateRecords,
+        sdk.TargetEncodedStringData,
+        sdk.TargetInvalidSchemaTest,
+        sdk.TargetOptionalAttributes,
+        sdk.TargetRecordBeforeSchemaTest,
+        sdk.TargetRecordMissingKeyProperty,
+        sdk.TargetRecordMissingOptionalFields,
+        sdk.TargetSchemaUpdates,
+        sdk.TargetSpecialCharsInAttributes,
+        refused_without_keys(sdk.TargetNoPrimaryKeys),
+        refused_without_keys(sdk.TargetPrimaryKeyUpdates),
+        refused_without_keys(sdk.TargetRecordMissingRequiredProperty),
+        refused_without_keys(sdk.TargetSchemaNoProperties),
+    ],
+)
+
+TestTargetMonk = get_target_test_class(
+    TargetMonk, config=CONFIG, include_target_tests=False, custom_suites=[SUITE]
+)
+
+
+def test_duplicate_records_collapse_to_the_latest_version_per_key() -> None:
+    """Runs after the suite above: the same row twice is one event, last write wins."""
+    events = EMULATOR.events
+    assert events["test_duplicate_records:1"]["properties"]["metric"] == 100
+    assert events["test_duplicate_records:2"]["properties"]["metric"] == 20
+    assert len([k for k in events if k.startswith("test_duplicate_records:")]) == 2
+    assert all(e["eventName"] == "sdk_test" for e in events.values())
