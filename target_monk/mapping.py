@@ -45,6 +45,7 @@ class MappingSettings:
     event_name: str | None = None
     timestamp_field: str = "timestamp"
     properties_field: str = "properties"
+    property_fields: tuple[str, ...] | None = None
     idempotency_key_template: str | None = None
 
     @classmethod
@@ -61,6 +62,8 @@ class MappingSettings:
             raise MappingConfigError(msg)
         merged = {n: config[n] for n in names if config.get(n) is not None}
         merged.update({n: v for n, v in overrides.items() if v is not None})
+        if merged.get("property_fields") is not None:
+            merged["property_fields"] = tuple(merged["property_fields"])
         return cls(**merged)
 
 
@@ -236,6 +239,8 @@ class EventMapper:
         nested = record.get(s.properties_field)
         if isinstance(nested, dict):
             source: t.Mapping[str, t.Any] = nested
+        elif s.property_fields is not None:
+            source = {k: record[k] for k in s.property_fields if k in record}
         else:
             source = {
                 k: v

@@ -65,6 +65,14 @@ _MAPPING_SETTINGS = th.PropertiesList(
         ),
     ),
     th.Property(
+        "property_fields",
+        th.ArrayType(th.StringType),
+        description=(
+            "Only these source fields become properties (when there is no properties "
+            "object). Default: every field not mapped above."
+        ),
+    ),
+    th.Property(
         "idempotency_key_template",
         th.StringType,
         description=(

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import itertools
 import json
+import sys
 import threading
 import time
 import uuid
@@ -85,8 +86,7 @@ class MonkEmulator:
         self.requests: list[RequestRecord] = []
         self.lock = threading.Lock()
         self._numbers = itertools.count(1)
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _QuietServer((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
 
     @property
@@ -261,6 +261,16 @@ def _timestamp_problem(value: object, now: dt.datetime) -> str | None:
 
 def _error(status: int, code: str, message: str, request_id: str) -> tuple[int, dict, dict]:
     return status, {"error": {"code": code, "message": message, "requestId": request_id}}, {}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up mid-request (killed targets, timeouts) are not errors here."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:

@@ -130,6 +130,12 @@ def test_properties_are_the_unmapped_fields_flattened() -> None:
     }
 
 
+def test_property_fields_allowlist() -> None:
+    record = {**BASE, "region": "eu", "model": None, "tokens": 3}
+    event = mapped(record, property_fields=("region", "model", "tokens", "absent"))
+    assert event["properties"] == {"region": "eu", "tokens": 3}
+
+
 def test_properties_object_field_wins() -> None:
     record = {**BASE, "region": "eu", "properties": {"model": "m1", "deep": {"x": 1}}}
     assert mapped(record)["properties"] == {"model": "m1", "deep.x": 1}
@@ -196,13 +202,17 @@ def test_settings_from_config_with_stream_overrides() -> None:
     config = {
         "event_name_field": "kind",
         "timestamp_field": "at",
+        "property_fields": ["x", "y"],
         "stream_overrides": {"b": {"event_name": "b_event", "timestamp_field": "when"}},
     }
     assert MappingSettings.from_config(config, "a") == MappingSettings(
-        event_name_field="kind", timestamp_field="at"
+        event_name_field="kind", timestamp_field="at", property_fields=("x", "y")
     )
     assert MappingSettings.from_config(config, "b") == MappingSettings(
-        event_name_field="kind", event_name="b_event", timestamp_field="when"
+        event_name_field="kind",
+        event_name="b_event",
+        timestamp_field="when",
+        property_fields=("x", "y"),
     )
     with pytest.raises(MappingConfigError, match="unknown setting"):
         MappingSettings.from_config({"stream_overrides": {"a": {"nope": 1}}}, "a")
