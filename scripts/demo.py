@@ -9,7 +9,6 @@ cleans up everything it started.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -44,7 +43,9 @@ def run_pipeline(env: dict[str, str], emulator: MonkEmulator, label: str) -> Non
         raise SystemExit(msg)
     batches = emulator.accepted_requests()[before:]
     sent = sum(r.count for r in batches)
-    print(f"\n== {label}: meltano run took {elapsed:.1f} s; {sent} events in {len(batches)} batches")
+    print(
+        f"\n== {label}: meltano run took {elapsed:.1f} s; {sent} events in {len(batches)} batches"
+    )
 
 
 def report(pg: PgCluster, emulator: MonkEmulator, env: dict[str, str]) -> None:
@@ -54,7 +55,8 @@ def report(pg: PgCluster, emulator: MonkEmulator, env: dict[str, str]) -> None:
     for event in emulator.events.values():
         events[event["externalCustomerId"]] += 1
         tokens[event["externalCustomerId"]] += event["properties"]["tokens"]
-    print(f"{'customer':<10}{'rows':>8}{'events':>8}{'SUM(tokens) src':>17}{'SUM(tokens) Monk':>18}")
+    header = ("customer", "rows", "events", "SUM(tokens) src", "SUM(tokens) Monk")
+    print(f"{header[0]:<10}{header[1]:>8}{header[2]:>8}{header[3]:>17}{header[4]:>18}")
     for customer, (rows, total) in source.items():
         mark = "" if (rows, total) == (events[customer], tokens[customer]) else "  <-- MISMATCH"
         print(
