@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import string
 import typing as t
 import uuid
 from dataclasses import dataclass, fields
@@ -14,7 +15,8 @@ MAX_FUTURE = dt.timedelta(hours=1)
 """Monk refuses events stamped more than this far in the future."""
 
 _UTC = dt.timezone.utc
-_PRIMITIVES = (str, bool, int, float)
+_PLAIN_TYPES = frozenset({str, int, bool})
+_MAX_PLANS = 64
 
 
 class InvalidRecordError(ValueError):
@@ -73,14 +75,7 @@ def utc_timestamp(value: object) -> dt.datetime:
     Naive values are taken as UTC.
     """
     if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            msg = f"{value!r} is not an ISO 8601 date-time"
-            raise ValueError(msg) from None
+        value = _parse_iso(value.strip())
     elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     if not isinstance(value, dt.datetime):
@@ -88,12 +83,36 @@ def utc_timestamp(value: object) -> dt.datetime:
         raise ValueError(msg)
     if value.tzinfo is None:
         return value.replace(tzinfo=_UTC)
-    return value.astimezone(_UTC)
+    return value if value.tzinfo is _UTC else value.astimezone(_UTC)
 
 
 def format_utc(moment: dt.datetime) -> str:
     """Format an aware UTC datetime the way Monk documents it: `...T10:30:00Z`."""
-    return moment.replace(tzinfo=None).isoformat() + "Z"
+    return moment.isoformat()[:-6] + "Z"
+
+
+def _parse_iso(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        if text[-1:] in ("Z", "z"):  # Python 3.10 does not read the Z suffix
+            return dt.datetime.fromisoformat(text[:-1] + "+00:00")
+        msg = f"{text!r} is not an ISO 8601 date-time"
+        raise ValueError(msg) from None
+
+
+def _utc_moment_and_text(value: object) -> tuple[dt.datetime, str]:
+    """The instant, and its text for Monk. Formatting is costly, so a UTC string in
+    extended ISO 8601 form is sent as it came (with `+00:00` written as `Z`)."""
+    if type(value) is str and value[10:11] == "T" and value[4:5] == value[7:8] == "-":
+        moment = _parse_iso(value)
+        if moment.tzinfo is _UTC:
+            if value[-1] == "Z":
+                return moment, value
+            if value.endswith("+00:00"):
+                return moment, value[:-6] + "Z"
+    moment = utc_timestamp(value)
+    return moment, format_utc(moment)
 
 
 class EventMapper:
@@ -123,6 +142,12 @@ class EventMapper:
         self.key_properties = tuple(key_properties)
         self.settings = settings
         s = settings
+        template = s.idempotency_key_template or ""
+        self._template_uses_stream = "stream" in {
+            (name or "").split(".")[0].split("[")[0]
+            for _, name, _, _ in string.Formatter().parse(template)
+        }
+        self._property_plans: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._used_fields = frozenset(
             {
                 s.customer_id_field,
@@ -149,7 +174,9 @@ class EventMapper:
         template = self.settings.idempotency_key_template
         if template:
             try:
-                return template.format_map({**record, "stream": self.stream})
+                if self._template_uses_stream:
+                    return template.format_map({**record, "stream": self.stream})
+                return template.format_map(record)
             except KeyError as missing:
                 raise self._invalid(
                     record,
@@ -171,6 +198,9 @@ class EventMapper:
     def map(self, record: t.Mapping[str, t.Any], now: dt.datetime) -> dict[str, t.Any]:
         """Return the Monk event for `record`, valid by every rule of Monk's API.
 
+        Written for speed (it runs once per record): the common case of each field
+        takes the first, cheapest branch.
+
         Args:
             record: the record, with date-time fields possibly already parsed.
             now: the current time (aware), for the no-more-than-1h-ahead rule.
@@ -179,89 +209,110 @@ class EventMapper:
             InvalidRecordError: naming the stream, record key, field and reason.
         """
         s = self.settings
-        event: dict[str, t.Any] = {}
-
-        customer_id = _non_empty(record.get(s.customer_id_field))
-        if customer_id is not None:
-            if not isinstance(customer_id, str) or not _is_uuid(customer_id):
+        customer_id = record.get(s.customer_id_field)
+        if customer_id is None or _blank(customer_id):
+            external_id = record.get(s.external_customer_id_field)
+            if type(external_id) is not str or not external_id or external_id.isspace():
+                external_id = self._external_id(record, external_id)
+            event: dict[str, t.Any] = {"externalCustomerId": external_id}
+        else:
+            if type(customer_id) is not str or not _is_uuid(customer_id):
                 raise self._invalid(
                     record,
                     s.customer_id_field,
                     f"customerId must be a Monk customer UUID, got {customer_id!r}",
                 )
-            event["customerId"] = customer_id
-        else:
-            external_id = _non_empty(record.get(s.external_customer_id_field))
-            if external_id is None:
-                raise self._invalid(
-                    record,
-                    f"{s.customer_id_field}/{s.external_customer_id_field}",
-                    "neither a customer id nor an external customer id is set",
-                )
-            if isinstance(external_id, bool) or not isinstance(external_id, (str, int)):
-                raise self._invalid(
-                    record,
-                    s.external_customer_id_field,
-                    f"externalCustomerId must be a string, got {type(external_id).__name__}",
-                )
-            event["externalCustomerId"] = str(external_id)
+            event = {"customerId": customer_id}
 
-        if s.event_name is not None:
-            event_name, name_field = s.event_name, "event_name (setting)"
-        else:
-            event_name, name_field = record.get(s.event_name_field), s.event_name_field
-        if not isinstance(event_name, str) or not event_name.strip():
+        event_name = s.event_name or record.get(s.event_name_field)
+        if type(event_name) is not str or not event_name or event_name.isspace():
             raise self._invalid(
-                record, name_field, f"eventName must be a non-empty string, got {event_name!r}"
+                record,
+                "event_name (setting)" if s.event_name else s.event_name_field,
+                f"eventName must be a non-empty string, got {event_name!r}",
             )
         event["eventName"] = event_name
 
         raw_time = record.get(s.timestamp_field)
-        if raw_time is None or raw_time == "":
+        if raw_time is None or raw_time == "" or _blank(raw_time):
             raise self._invalid(
                 record,
                 s.timestamp_field,
                 "timestamp is required (events are billed in the period of their timestamp)",
             )
         try:
-            moment = utc_timestamp(raw_time)
+            moment, text = _utc_moment_and_text(raw_time)
         except (ValueError, OverflowError) as exc:
             raise self._invalid(record, s.timestamp_field, str(exc)) from None
         if moment - now > MAX_FUTURE:
             raise self._invalid(
-                record,
-                s.timestamp_field,
-                f"{format_utc(moment)} is more than 1 hour in the future",
+                record, s.timestamp_field, f"{text} is more than 1 hour in the future"
             )
-        event["timestamp"] = format_utc(moment)
+        event["timestamp"] = text
         event["idempotencyKey"] = self.idempotency_key(record)
 
-        nested = record.get(s.properties_field)
-        if isinstance(nested, dict):
-            source: t.Mapping[str, t.Any] = nested
-        elif s.property_fields is not None:
-            source = {k: record[k] for k in s.property_fields if k in record}
-        else:
-            source = {
-                k: v
-                for k, v in record.items()
-                if k not in self._used_fields and not k.startswith("_sdc_")
-            }
-        properties: dict[str, t.Any] = {}
-        try:
-            _flatten_into(properties, "", source)
-        except ValueError as exc:
-            field, _, reason = str(exc).partition(": ")
-            raise self._invalid(record, field, reason) from None
+        properties = self._properties(record)
         if properties:
             event["properties"] = properties
         return event
 
+    def _external_id(self, record: t.Mapping[str, t.Any], value: object) -> str:
+        """externalCustomerId from a value that is not a plain non-blank string."""
+        s = self.settings
+        if value is None or _blank(value):
+            raise self._invalid(
+                record,
+                f"{s.customer_id_field}/{s.external_customer_id_field}",
+                "neither a customer id nor an external customer id is set",
+            )
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise self._invalid(
+                record,
+                s.external_customer_id_field,
+                f"externalCustomerId must be a string, got {type(value).__name__}",
+            )
+        return str(value)
 
-def _non_empty(value: object) -> object:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    return value
+    def _properties(self, record: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+        s = self.settings
+        nested = record.get(s.properties_field)
+        if isinstance(nested, dict):
+            return self._flattened(record, nested)
+        if s.property_fields is not None:
+            names: t.Iterable[str] = s.property_fields
+        else:
+            names = self._unused_fields(tuple(record))
+        properties = {k: record[k] for k in names if k in record}
+        if set(map(type, properties.values())) <= _PLAIN_TYPES:
+            return properties  # the common case: nothing to flatten, drop or convert
+        return self._flattened(record, properties)
+
+    def _unused_fields(self, fields: tuple[str, ...]) -> tuple[str, ...]:
+        """The record's fields not mapped to event fields, nor `_sdc_*` (cached by layout:
+        a stream's records nearly always have the same fields in the same order)."""
+        plan = self._property_plans.get(fields)
+        if plan is None:
+            used = self._used_fields
+            plan = tuple(f for f in fields if f not in used and not f.startswith("_sdc_"))
+            if len(self._property_plans) < _MAX_PLANS:
+                self._property_plans[fields] = plan
+        return plan
+
+    def _flattened(
+        self, record: t.Mapping[str, t.Any], source: t.Mapping[str, t.Any]
+    ) -> dict[str, t.Any]:
+        properties: dict[str, t.Any] = {}
+        try:
+            _flatten_into(properties, "", source.items())
+        except ValueError as exc:
+            field, _, reason = str(exc).partition(": ")
+            raise self._invalid(record, field, reason) from None
+        return properties
+
+
+def _blank(value: object) -> bool:
+    """None, or a string of nothing but white space."""
+    return value is None or (type(value) is str and (not value or value.isspace()))
 
 
 def _is_uuid(text: str) -> bool:
@@ -272,43 +323,53 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-def _flatten_into(out: dict[str, t.Any], prefix: str, source: t.Mapping[str, t.Any]) -> None:
+def _flatten_into(out: dict[str, t.Any], prefix: str, items: t.Iterable[tuple[str, t.Any]]) -> None:
     """Monk takes only primitive property values: flatten objects to `a.b` keys,
     JSON-encode arrays, drop nulls, keep Decimal as a number, datetimes as ISO strings.
 
     Raises:
         ValueError: "<field>: <reason>" for a value that has no faithful primitive form.
     """
-    for key, value in source.items():
-        name = f"{prefix}{key}"
-        if value is None:
+    for key, value in items:
+        kind = type(value)
+        if kind is str or kind is int or kind is bool:  # the common case, first
+            name = prefix + key if prefix else key
+        elif value is None:
             continue
-        if isinstance(value, dict):
-            _flatten_into(out, f"{name}.", value)
+        elif isinstance(value, dict):
+            _flatten_into(out, f"{prefix}{key}.", value.items())
             continue
-        if isinstance(value, _PRIMITIVES):
-            if isinstance(value, float) and not _finite(value):
-                msg = f"{name}: {value!r} is not a finite number"
-                raise ValueError(msg)
-        elif isinstance(value, decimal.Decimal):
-            if not value.is_finite():
-                msg = f"{name}: {value!r} is not a finite number"
-                raise ValueError(msg)
-        elif isinstance(value, (list, tuple)):
-            try:
-                value = json_text(value)
-            except ValueError as exc:
-                msg = f"{name}: {exc}"
-                raise ValueError(msg) from None
-        elif isinstance(value, (dt.datetime, dt.date, dt.time)):
-            value = value.isoformat()
         else:
-            msg = f"{name}: a {type(value).__name__} is not a primitive value"
-            raise ValueError(msg)
+            name = f"{prefix}{key}"
+            value = _primitive(name, value)
         if name in out:
             msg = f"{name}: flattening a nested object collides with an existing key"
             raise ValueError(msg)
         out[name] = value
+
+
+def _primitive(name: str, value: object) -> object:
+    """The primitive form of a non-string, non-int property value."""
+    if isinstance(value, (str, int, float)):  # incl. bool and str/int subclasses
+        if isinstance(value, float) and not _finite(value):
+            msg = f"{name}: {value!r} is not a finite number"
+            raise ValueError(msg)
+        return value
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            msg = f"{name}: {value!r} is not a finite number"
+            raise ValueError(msg)
+        return value
+    if isinstance(value, (list, tuple)):
+        try:
+            return json_text(value)
+        except ValueError as exc:
+            msg = f"{name}: {exc}"
+            raise ValueError(msg) from None
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    msg = f"{name}: a {type(value).__name__} is not a primitive value"
+    raise ValueError(msg)
 
 
 def _finite(value: float) -> bool:

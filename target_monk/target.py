@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import typing as t
 
 import msgspec
@@ -182,6 +183,12 @@ class TargetMonk(Target):
             self._write_state_line,
             max_in_flight=int(self.config.get("max_in_flight", 4)),
         )
+        self._next_age_check = 0.0
+        # Records skip the SDK's generic per-record steps unless a setting needs them.
+        self.fast_path = not any(
+            self.config.get(name)
+            for name in ("validate_records", "stream_maps", "flattening_enabled")
+        )
 
     # Delivery callbacks (worker threads).
 
@@ -204,13 +211,29 @@ class TargetMonk(Target):
     # Singer message handling.
 
     def _process_record_message(self, message_dict: dict) -> None:
-        """As the SDK does; after a full batch goes out, also send partial batches of
-        other streams that hold back the newest STATE, so checkpoints keep moving."""
+        """Map the record into its sink's batch; send the batch once it is full.
+
+        After a full batch goes out, partial batches of other streams that hold back
+        the newest STATE go out too, so checkpoints keep moving.
+        """
+        sink = self._sinks_active.get(message_dict.get("stream"))  # type: ignore[arg-type]
+        record = message_dict.get("record")
+        if self.fast_path and sink is not None and type(record) is dict:
+            if sink.add_record(record):  # type: ignore[attr-defined]
+                self.drain_one(sink)
+                self._send_batches_holding_back_state()
+            if time.monotonic() >= self._next_age_check:
+                self._next_age_check = time.monotonic() + 1
+                self._handle_max_record_age()
+            return
         batches_before = self.delivery.stats.batches
         super()._process_record_message(message_dict)
         if self.delivery.stats.batches != batches_before:
-            for sink in self.delivery.holders_blocking_states():
-                self.drain_one(sink)
+            self._send_batches_holding_back_state()
+
+    def _send_batches_holding_back_state(self) -> None:
+        for holder in self.delivery.holders_blocking_states():
+            self.drain_one(holder)  # type: ignore[arg-type]
 
     def _process_state_message(self, message_dict: dict) -> None:
         """Queue the STATE; it is written once every earlier record is accepted."""

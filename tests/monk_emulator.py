@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import msgspec
+
 MAX_EVENTS = 10_000
 MAX_BODY_BYTES = 20 * 1024 * 1024  # assumed: Monk publishes no byte limit
 EVENT_FIELDS = {
@@ -147,8 +149,10 @@ class MonkEmulator:
             return self.fail_from[1]
         return None
 
-    def handle_batch(self, auth: str | None, body: bytes) -> tuple[int, dict, dict]:
-        """Answer one batch request: (status, JSON body, extra headers)."""
+    def handle_batch(
+        self, auth: str | None, body: bytes, record: RequestRecord
+    ) -> tuple[int, dict, dict]:
+        """Answer one batch request: (status, JSON body, extra headers); note it in `record`."""
         request_id = f"req_{uuid.uuid4().hex[:16]}"
         key = auth[7:] if auth and auth.startswith("Bearer ") else None
         if key is None or key not in self.api_keys | self.read_only_keys:
@@ -158,8 +162,8 @@ class MonkEmulator:
         if len(body) > self.max_body_bytes:
             return _error(413, "PAYLOAD_TOO_LARGE", "Request body too large", request_id)
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            payload = msgspec.json.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return _error(400, "INVALID_JSON", "Body is not valid JSON", request_id)
         events = payload.get("events") if isinstance(payload, dict) else None
         if not isinstance(events, list):
@@ -170,10 +174,10 @@ class MonkEmulator:
             return _error(
                 413, "BATCH_TOO_LARGE", f"At most {MAX_EVENTS} events per request", request_id
             )
-        now = dt.datetime.now(dt.timezone.utc)
+        latest = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(hours=1)
         details = []
         for index, event in enumerate(events):
-            problem = validate_event(event, now)
+            problem = validate_event(event, latest)
             if problem is None and isinstance(event, dict):
                 customer = event.get("externalCustomerId") or event.get("customerId")
                 if customer in self.unknown_customers:
@@ -189,46 +193,50 @@ class MonkEmulator:
             status, answer, headers = _error(422, "VALIDATION_ERROR", message, request_id)
             answer["error"]["details"] = details[:100]
             return status, answer, headers
+        keys = [event.get("idempotencyKey") or f"auto_{uuid.uuid4().hex}" for event in events]
         with self.lock:
-            for event in events:
-                key_ = event.get("idempotencyKey") or f"auto_{uuid.uuid4().hex}"
+            for key_, event in zip(keys, events, strict=True):
                 self.events[key_] = event
                 self.writes[key_] = self.writes.get(key_, 0) + 1
+            record.count, record.keys, record.accepted_at = len(events), keys, time.time()
         body_ = {"status": "accepted", "count": len(events), "requestId": request_id}
         return 202, body_, {}
 
 
-def validate_event(event: object, now: dt.datetime) -> tuple[str, str] | None:
-    """Monk's rules for one event: (field, reason) of the first broken one, or None."""
-    if not isinstance(event, dict):
+def validate_event(event: object, latest: dt.datetime) -> tuple[str, str] | None:
+    """Monk's rules for one event: (field, reason) of the first broken one, or None.
+
+    `latest` is the latest acceptable timestamp (now + 1 hour), naive UTC.
+    """
+    if type(event) is not dict:
         return ("event", "must be an object")
-    unknown = set(event) - EVENT_FIELDS
-    if unknown:
-        return (sorted(unknown)[0], "unknown field")
+    for name in event:
+        if name not in EVENT_FIELDS:
+            return (name, "unknown field")
     has_id = "customerId" in event
-    has_ext = "externalCustomerId" in event
-    if has_id == has_ext:
+    if has_id == ("externalCustomerId" in event):
         return ("customerId", "exactly one of customerId and externalCustomerId is required")
-    if has_id and not _is_uuid(event["customerId"]):
-        return ("customerId", "must be a customer UUID")
-    if has_ext and not _non_empty_string(event["externalCustomerId"]):
+    if has_id:
+        if not _is_uuid(event["customerId"]):
+            return ("customerId", "must be a customer UUID")
+    elif not _non_empty_string(event["externalCustomerId"]):
         return ("externalCustomerId", "must be a non-empty string")
     if not _non_empty_string(event.get("eventName")):
         return ("eventName", "must be a non-empty string")
     if "timestamp" in event:
-        problem = _timestamp_problem(event["timestamp"], now)
+        problem = _timestamp_problem(event["timestamp"], latest)
         if problem:
             return ("timestamp", problem)
     if "idempotencyKey" in event and not _non_empty_string(event["idempotencyKey"]):
         return ("idempotencyKey", "must be a non-empty string")
     if "contractId" in event and not _is_uuid(event["contractId"]):
         return ("contractId", "must be a contract UUID")
-    if "properties" in event:
-        properties = event["properties"]
-        if not isinstance(properties, dict):
+    properties = event.get("properties")
+    if properties is not None or "properties" in event:
+        if type(properties) is not dict:
             return ("properties", "must be an object")
         for name, value in properties.items():
-            if value is None or isinstance(value, (dict, list)):
+            if value is None or type(value) in (dict, list):
                 return (f"properties.{name}", "values must be strings, numbers or booleans")
     return None
 
@@ -247,14 +255,16 @@ def _is_uuid(value: object) -> bool:
     return True
 
 
-def _timestamp_problem(value: object, now: dt.datetime) -> str | None:
-    if not isinstance(value, str) or not value.endswith("Z"):
+def _timestamp_problem(value: object, latest: dt.datetime) -> str | None:
+    if type(value) is not str or not value.endswith("Z"):
         return "must be an ISO 8601 UTC string ending in Z"
     try:
-        moment = dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=dt.timezone.utc)
+        moment = dt.datetime.fromisoformat(value[:-1])
     except ValueError:
         return "is not ISO 8601"
-    if moment - now > dt.timedelta(hours=1):
+    if moment.tzinfo is not None:
+        return "must be an ISO 8601 UTC string ending in Z"
+    if moment > latest:
         return "is more than 1 hour in the future"
     return None
 
@@ -276,6 +286,7 @@ class _QuietServer(ThreadingHTTPServer):
 def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall per response
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet."""
@@ -325,14 +336,9 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
                 status, answer, _ = _error(rule.status, rule.code, "scripted", "req_scripted")
             else:
                 status, answer, headers = emulator.handle_batch(
-                    self.headers.get("Authorization"), body
+                    self.headers.get("Authorization"), body, record
                 )
             record.status = status
-            if status == 202:
-                events = json.loads(body)["events"]
-                record.count = len(events)
-                record.keys = [e.get("idempotencyKey", "") for e in events]
-                record.accepted_at = time.time()
             self._reply(status, answer, headers)
 
     return Handler

@@ -64,6 +64,8 @@ def test_customer_ids_exactly_one(change: dict, expected: dict) -> None:
         ({"timestamp": None}, "timestamp", "required"),
         ({"timestamp": "yesterday"}, "timestamp", "not an ISO 8601"),
         ({"timestamp": 1710000000}, "timestamp", "expected an ISO 8601"),
+        ({"timestamp": "2026-02-30T10:30:00Z"}, "timestamp", "out of range"),
+        ({"timestamp": "2026-03-15T10:30:61Z"}, "timestamp", "must be in 0..59"),
         ({"timestamp": "2026-03-15T13:00:01Z"}, "timestamp", "more than 1 hour in the future"),
         ({"id": None}, "id", "key property is missing"),
         ({"tokens": float("nan")}, "tokens", "finite"),
@@ -88,6 +90,8 @@ def test_invalid_records_name_stream_key_field_and_reason(
     [
         ("2026-03-15T10:30:00Z", "2026-03-15T10:30:00Z"),
         ("2026-03-15T12:30:00+02:00", "2026-03-15T10:30:00Z"),
+        ("2026-03-15T10:30:00.123+00:00", "2026-03-15T10:30:00.123Z"),
+        ("2026-W11-7T10:30:00Z", "2026-03-15T10:30:00Z"),
         ("2026-03-15T05:30:00.250-05:00", "2026-03-15T10:30:00.250000Z"),
         ("2026-03-15T10:30:00", "2026-03-15T10:30:00Z"),
         ("2026-03-15", "2026-03-15T00:00:00Z"),
@@ -99,7 +103,19 @@ def test_invalid_records_name_stream_key_field_and_reason(
         (dt.date(2026, 3, 15), "2026-03-15T00:00:00Z"),
         ("2026-03-15T13:00:00Z", "2026-03-15T13:00:00Z"),
     ],
-    ids=["z", "offset", "fraction", "naive", "date", "dt-naive", "dt-aware", "date-obj", "1h"],
+    ids=[
+        "z",
+        "offset",
+        "utc-offset",
+        "week-date",
+        "fraction",
+        "naive",
+        "date",
+        "dt-naive",
+        "dt-aware",
+        "date-obj",
+        "1h",
+    ],
 )
 def test_timestamps_sent_as_utc_with_z(value: object, sent: str) -> None:
     assert mapped({**BASE, "timestamp": value})["timestamp"] == sent

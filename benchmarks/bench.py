@@ -1,0 +1,152 @@
+"""Throughput and memory, side by side: target-monk, a no-op singer-sdk target, the guide's loop.
+
+    .venv/bin/python benchmarks/bench.py                       # 200k events, loopback
+    .venv/bin/python benchmarks/bench.py --records 100000 --latency 0.25
+    .venv/bin/python benchmarks/bench.py --records 1000000 --only target-monk
+
+Generates a Singer file (cached in the temp dir), starts the Monk emulator on
+127.0.0.1 (optionally adding latency to every request), runs each contender as a
+subprocess reading that file, and prints wall time, events/s and peak RSS. Every
+delivered event is checked against the emulator's store afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from monk_emulator import MonkEmulator, Rule  # noqa: E402
+
+API_KEY = "mk_test_" + "be" * 24
+STREAM = "billing_events"
+SCHEMA = {
+    "type": "SCHEMA",
+    "stream": STREAM,
+    "key_properties": ["id"],
+    "schema": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "external_customer_id": {"type": "string"},
+            "event_name": {"type": "string"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "region": {"type": "string"},
+            "model": {"type": "string"},
+            "tokens": {"type": "integer"},
+        },
+    },
+}
+
+
+def singer_file(records: int) -> Path:
+    """A tap-postgres-like file: one stream, a STATE every 10,000 records."""
+    path = Path(tempfile.gettempdir()) / f"target-monk-bench-{records}.singer"
+    if path.exists():
+        return path
+    with path.open("w") as out:
+        out.write(json.dumps(SCHEMA) + "\n")
+        for i in range(1, records + 1):
+            record = {
+                "id": i,
+                "external_customer_id": f"cus_{i % 97}",
+                "event_name": "tokens_used" if i % 3 else "image_generated",
+                "timestamp": f"2026-03-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{i % 59:02d}Z",
+                "region": ("eu-west", "us-east", "ap-south")[i % 3],
+                "model": ("monk-s", "monk-m", "monk-l")[i % 3],
+                "tokens": 1 + (i * 37) % 1000,
+            }
+            out.write(json.dumps({"type": "RECORD", "stream": STREAM, "record": record}) + "\n")
+            if i % 10_000 == 0:
+                state = {"bookmarks": {STREAM: {"replication_key_value": i}}}
+                out.write(json.dumps({"type": "STATE", "value": state}) + "\n")
+    return path
+
+
+def run_measured(command: list[str], stdin_path: Path, env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one child process."""
+    with stdin_path.open("rb") as stdin:
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            command, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        )
+        stderr = child.stderr.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        sys.stderr.write(stderr.decode(errors="replace")[-3000:])
+        msg = f"{command[1:3]} exited {child.returncode}"
+        raise SystemExit(msg)
+    return elapsed, usage.ru_maxrss
+
+
+def contenders(path: Path, url: str, tmp: Path, max_in_flight: int) -> dict[str, list[str]]:
+    config = tmp / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "api_key": API_KEY,
+                "api_url": url,
+                "event_name_field": "event_name",
+                "max_in_flight": max_in_flight,
+                "idempotency_key_template": "sync_{id}",
+            }
+        )
+    )
+    python = sys.executable
+    return {
+        "target-monk": [python, "-m", "target_monk", "--config", str(config)],
+        "no-op singer-sdk target": [python, str(ROOT / "benchmarks" / "noop_target.py")],
+        "guide's sequential loop": [
+            python,
+            str(ROOT / "benchmarks" / "guide_loop.py"),
+            str(path),
+            url,
+            API_KEY,
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument("--max-in-flight", type=int, default=4)
+    parser.add_argument("--only", help="comma-separated contender names (prefixes)")
+    args = parser.parse_args()
+
+    path = singer_file(args.records)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_MONK_")}
+    print(
+        f"{args.records} events, latency {args.latency * 1000:.0f} ms/request, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    print(f"{'contender':<26}{'wall s':>8}{'events/s':>11}{'peak RSS MiB':>14}  delivered")
+    with tempfile.TemporaryDirectory() as tmp, MonkEmulator(API_KEY) as emulator:
+        if args.latency:
+            emulator.fail_from = (1, Rule(delay=args.latency))
+        for name, command in contenders(path, emulator.url, Path(tmp), args.max_in_flight).items():
+            if args.only and not any(name.startswith(p) for p in args.only.split(",")):
+                continue
+            emulator.events.clear()
+            emulator.requests.clear()
+            elapsed, rss_kib = run_measured(command, path, env)
+            held = len(emulator.events)
+            delivered = "-" if name.startswith("no-op") else f"{held} unique keys"
+            if not name.startswith("no-op") and held != args.records:
+                delivered += "  <-- WRONG"
+            rate = args.records / elapsed
+            print(f"{name:<26}{elapsed:>8.2f}{rate:>11,.0f}{rss_kib / 1024:>14.1f}  {delivered}")
+
+
+if __name__ == "__main__":
+    main()
