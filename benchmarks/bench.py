@@ -5,26 +5,30 @@
     .venv/bin/python benchmarks/bench.py --records 1000000 --only target-monk
 
 Generates a Singer file (cached in the temp dir), starts the Monk emulator on
-127.0.0.1 (optionally adding latency to every request), runs each contender as a
-subprocess reading that file, and prints wall time, events/s and peak RSS. Every
-delivered event is checked against the emulator's store afterwards.
+127.0.0.1 in its own process (optionally adding latency to every request), runs
+each contender as a subprocess reading that file, and prints wall time, events/s
+and peak RSS (median of --repeat runs). The number of distinct events Monk holds
+is checked after each run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import typing as t
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from monk_emulator import MonkEmulator, Rule  # noqa: E402
+from pg_cluster import free_port  # noqa: E402
 
 API_KEY = "mk_test_" + "be" * 24
 STREAM = "billing_events"
@@ -89,6 +93,35 @@ def run_measured(command: list[str], stdin_path: Path, env: dict[str, str]) -> t
     return elapsed, usage.ru_maxrss
 
 
+@contextlib.contextmanager
+def emulator_process() -> t.Iterator[str]:
+    """The Monk emulator in a process of its own, so the harness stays small and idle."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "monk_emulator.py"),
+            "--port",
+            str(port),
+            "--api-key",
+            API_KEY,
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        server.stdout.readline()  # "Monk emulator on ..." once it listens
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def control(url: str, path: str, payload: dict | None = None) -> dict:
+    data = None if payload is None else json.dumps(payload).encode()
+    with urllib.request.urlopen(url + path, data=data, timeout=30) as answer:  # noqa: S310
+        return json.load(answer)
+
+
 def contenders(path: Path, url: str, tmp: Path, max_in_flight: int) -> dict[str, list[str]]:
     config = tmp / "config.json"
     config.write_text(
@@ -122,6 +155,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     parser.add_argument("--max-in-flight", type=int, default=4)
     parser.add_argument("--only", help="comma-separated contender names (prefixes)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs each; the median is shown")
     args = parser.parse_args()
 
     path = singer_file(args.records)
@@ -131,16 +165,19 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
     print(f"{'contender':<26}{'wall s':>8}{'events/s':>11}{'peak RSS MiB':>14}  delivered")
-    with tempfile.TemporaryDirectory() as tmp, MonkEmulator(API_KEY) as emulator:
-        if args.latency:
-            emulator.fail_from = (1, Rule(delay=args.latency))
-        for name, command in contenders(path, emulator.url, Path(tmp), args.max_in_flight).items():
+    with tempfile.TemporaryDirectory() as tmp, emulator_process() as url:
+        for name, command in contenders(path, url, Path(tmp), args.max_in_flight).items():
             if args.only and not any(name.startswith(p) for p in args.only.split(",")):
                 continue
-            emulator.events.clear()
-            emulator.requests.clear()
-            elapsed, rss_kib = run_measured(command, path, env)
-            held = len(emulator.events)
+            runs = []
+            for _ in range(args.repeat):
+                control(url, "/_emulator/reset", {})
+                if args.latency:
+                    rule = {"delay": args.latency}
+                    control(url, "/_emulator/fail_from", {"request": 1, "rule": rule})
+                runs.append(run_measured(command, path, env))
+            elapsed, rss_kib = sorted(runs)[len(runs) // 2]  # the median run
+            held = control(url, "/_emulator/stats")["events"]
             delivered = "-" if name.startswith("no-op") else f"{held} unique keys"
             if not name.startswith("no-op") and held != args.records:
                 delivered += "  <-- WRONG"

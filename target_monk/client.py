@@ -29,6 +29,21 @@ def encode_batch(events: list[dict[str, t.Any]]) -> bytes:
     return _BODY_ENCODER.encode({"events": events})
 
 
+def encode_in_parts(events: list[dict[str, t.Any]], max_bytes: int) -> list[bytes]:
+    """Bodies for `events`, split into as few requests as keep each body within
+    `max_bytes` (a single event larger than that still goes alone)."""
+    body = encode_batch(events)
+    if len(body) <= max_bytes or len(events) == 1:
+        return [body]
+    parts = -(-len(body) // max_bytes)  # ceil
+    size = -(-len(events) // parts)
+    return [
+        piece
+        for start in range(0, len(events), size)
+        for piece in encode_in_parts(events[start : start + size], max_bytes)
+    ]
+
+
 class MonkError(Exception):
     """Delivery to Monk failed for good."""
 

@@ -1,10 +1,12 @@
 """Concurrent batch delivery with exact, ordered STATE checkpoints.
 
-Every record gets a sequence number as it is received. A STATE received after
+Records are numbered in the order they are received. A STATE received after
 `n` records may be written once every record numbered below `n` is accepted,
-whatever order the requests finish in. Records are either held (buffered in a
-sink, not yet sent) or in a batch in flight; the lowest such number is the
-watermark below which everything is accepted.
+whatever order the requests finish in. A record is either held (in a holder's
+buffer, not yet sent) or in a batch sent and not yet accepted; the lowest first
+number among those is the watermark below which everything is accepted.
+Records are counted by the buffers that hold them, so the per-record path
+costs nothing here.
 """
 
 from __future__ import annotations
@@ -61,10 +63,12 @@ class Delivery:
         self._send = send
         self._write_state = write_state
         self._lock = threading.RLock()
-        self._slots = threading.BoundedSemaphore(max_in_flight)
+        # One batch more than there are senders may wait, ready, for the next free
+        # sender: the reader keeps filling the next batch instead of idling.
+        self._slots = threading.BoundedSemaphore(max_in_flight + 1)
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="monk-send")
-        self._received = 0
-        self._held: dict[t.Hashable, int] = {}
+        self._submitted = 0
+        self._held: dict[t.Hashable, tuple[int, list]] = {}
         self._in_flight: dict[int, int] = {}
         self._states: collections.deque[tuple[int, dict]] = collections.deque()
         self._last_written: dict | None = None
@@ -73,26 +77,26 @@ class Delivery:
 
     # Called from the reading thread.
 
-    def record_received(self, holder: t.Hashable) -> None:
-        """Count one record, held by `holder` (e.g. a sink) until it submits."""
-        if holder not in self._held:
-            with self._lock:
-                self._held[holder] = self._received
-        self._received += 1
+    def hold(self, holder: t.Hashable, buffer: list) -> None:
+        """`holder` (e.g. a sink) starts a new batch in `buffer`: call it just before the
+        first record goes in; the buffer's length counts the records it holds."""
+        with self._lock:
+            self._held[holder] = (self._received(), buffer)
 
     def state_received(self, state: dict) -> None:
         """Queue a STATE behind every record received so far; write it if it is safe."""
         with self._lock:
-            if self._states and self._states[-1][0] == self._received:
+            position = self._received()
+            if self._states and self._states[-1][0] == position:
                 self._states.pop()
-            self._states.append((self._received, state))
+            self._states.append((position, state))
             self._release_states()
         self.raise_if_failed()
 
     def submit(self, holder: t.Hashable, events: list[dict[str, t.Any]], label: str) -> None:
-        """Send the events held by `holder`; blocks while `max_in_flight` batches are out."""
-        first_seq = self._held.get(holder)
-        if first_seq is None or not events:
+        """Send the events held by `holder`; blocks while `max_in_flight` batches are
+        being posted and one more is waiting for a sender."""
+        if holder not in self._held or not events:
             return
         while not self._slots.acquire(timeout=0.2):
             self.raise_if_failed()
@@ -100,9 +104,10 @@ class Delivery:
             self._slots.release()
             self.raise_if_failed()
         with self._lock:
+            first_seq, _ = self._held.pop(holder)
+            self._submitted += len(events)
             self.stats.batches += 1
             batch = Batch(events, first_seq, label, self.stats.batches)
-            del self._held[holder]
             self._in_flight[batch.number] = first_seq
         self._pool.submit(self._deliver, batch)
 
@@ -124,7 +129,7 @@ class Delivery:
             if not self._states:
                 return []
             newest = self._states[-1][0]
-            return [holder for holder, first in self._held.items() if first < newest]
+            return [holder for holder, (first, _) in self._held.items() if first < newest]
 
     @property
     def all_accepted(self) -> bool:
@@ -141,6 +146,8 @@ class Delivery:
 
     def _deliver(self, batch: Batch) -> None:
         try:
+            if self._failure is not None:
+                return  # a batch that waited for a sender is not sent after a failure
             self._send(batch)
         except BaseException as exc:
             with self._lock:
@@ -155,12 +162,15 @@ class Delivery:
         finally:
             self._slots.release()
 
+    def _received(self) -> int:
+        """Records received so far: those sent plus those held (call under lock)."""
+        return self._submitted + sum(len(buffer) for _, buffer in self._held.values())
+
     def _release_states(self) -> None:
         """Write the newest STATE whose records are all accepted (call under lock)."""
-        floor = min(
-            min(self._held.values(), default=self._received),
-            min(self._in_flight.values(), default=self._received),
-        )
+        firsts = [first for first, _ in self._held.values()]
+        firsts.extend(self._in_flight.values())
+        floor = min(firsts) if firsts else self._received()
         newest = None
         while self._states and self._states[0][0] <= floor:
             newest = self._states.popleft()[1]

@@ -37,9 +37,7 @@ class MonkSink(BatchSink):
 
     def process_record(self, record: dict, context: dict) -> None:
         """Validate and map the record now, so a bad one fails before its batch is sent."""
-        event = self._mapper.map(record, dt.datetime.now(dt.timezone.utc))
-        self._delivery.record_received(self)
-        self._events.append(event)
+        self._buffer_event(record)
 
     def add_record(self, record: dict) -> bool:
         """The target's fast path for one record (no SDK per-record steps); True when full.
@@ -47,10 +45,15 @@ class MonkSink(BatchSink):
         The SDK's path copies the record, runs stream maps, checks key properties and
         parses date-time strings; mapping does all the checking Monk needs itself.
         """
-        self._events.append(self._mapper.map(record, dt.datetime.now(dt.timezone.utc)))
-        self._delivery.record_received(self)
+        self._buffer_event(record)
         self.tally_record_read()
         return self._batch_records_read >= self._max_rows
+
+    def _buffer_event(self, record: dict) -> None:
+        event = self._mapper.map(record, dt.datetime.now(dt.timezone.utc))
+        if not self._events:  # a new batch starts: its records are held from here
+            self._delivery.hold(self, self._events)
+        self._events.append(event)
 
     def process_batch(self, context: dict) -> None:
         """Hand the buffered events to the delivery pool (returns once it has a slot)."""

@@ -13,7 +13,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
-from target_monk.client import MonkClient, MonkError, encode_batch
+from target_monk.client import MonkClient, MonkError, encode_in_parts
 from target_monk.delivery import Batch, Delivery, DeliveryFailed
 from target_monk.mapping import InvalidRecordError, MappingConfigError
 from target_monk.reader import SingerBytesReader
@@ -25,6 +25,8 @@ if t.TYPE_CHECKING:
 
 MAX_BATCH_EVENTS = 10_000
 """Monk's limit of events per request."""
+DEFAULT_MAX_BATCH_BYTES = 5_000_000
+"""A safety margin: Monk publishes no byte limit for a request body."""
 
 _MAPPING_SETTINGS = th.PropertiesList(
     th.Property(
@@ -111,6 +113,15 @@ class TargetMonk(Target):
             default=5000,
             description="Events per request, 1 to 10,000 (Monk's limit).",
         ),
+        th.Property(
+            "max_batch_bytes",
+            th.IntegerType(minimum=1000),
+            default=DEFAULT_MAX_BATCH_BYTES,
+            description=(
+                "Largest request body in bytes; a batch whose JSON would be larger is "
+                "sent in parts. A safety margin: Monk publishes no byte limit."
+            ),
+        ),
         *_MAPPING_SETTINGS,
         th.Property(
             "stream_overrides",
@@ -183,6 +194,7 @@ class TargetMonk(Target):
             self._write_state_line,
             max_in_flight=int(self.config.get("max_in_flight", 4)),
         )
+        self._max_batch_bytes = int(self.config.get("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES))
         self._next_age_check = 0.0
         # Records skip the SDK's generic per-record steps unless a setting needs them.
         self.fast_path = not any(
@@ -194,13 +206,16 @@ class TargetMonk(Target):
 
     def _send(self, batch: Batch) -> None:
         label = f"batch #{batch.number} ({len(batch.events)} events of {batch.label})"
-        receipt = self.client.send_batch(encode_batch(batch.events), label)
-        self.logger.info(
-            "Monk accepted %s (requestId %s, %d attempt(s))",
-            label,
-            receipt.request_id,
-            receipt.attempts,
-        )
+        bodies = encode_in_parts(batch.events, self._max_batch_bytes)
+        for part, body in enumerate(bodies, 1):
+            part_label = label if len(bodies) == 1 else f"{label}, part {part}/{len(bodies)}"
+            receipt = self.client.send_batch(body, part_label)
+            self.logger.info(
+                "Monk accepted %s (requestId %s, %d attempt(s))",
+                part_label,
+                receipt.request_id,
+                receipt.attempts,
+            )
 
     @staticmethod
     def _write_state_line(state: dict) -> None:

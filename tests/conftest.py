@@ -26,12 +26,14 @@ def emulator() -> t.Iterator[MonkEmulator]:
 
 
 def base_config(emulator: MonkEmulator, **overrides: t.Any) -> dict[str, t.Any]:
-    """Fast-retrying config pointed at the emulator."""
+    """Fast-retrying config pointed at the emulator. MONK_TEST_MAX_IN_FLIGHT sets the
+    default max_in_flight, so the suite can run again with 1 and 8 (scripts/test)."""
     return {
         "api_key": API_KEY,
         "api_url": emulator.url,
         "retry_backoff_seconds": 0.05,
         "request_timeout_seconds": 5,
+        "max_in_flight": int(os.environ.get("MONK_TEST_MAX_IN_FLIGHT", "4")),
         **overrides,
     }
 

@@ -7,7 +7,10 @@ idempotency on `idempotencyKey`. Any request can be scripted (status,
 Retry-After, delay, dropped connection); every request is recorded.
 
 Standalone: `python tests/monk_emulator.py --port 8787 --api-key mk_test_...`
-serves until interrupted; `GET /_emulator/events` lists what it holds.
+serves until interrupted. Control endpoints: `GET /_emulator/events`,
+`/_emulator/requests`, `/_emulator/stats`; `POST /_emulator/reset`, and
+`POST /_emulator/fail_from` with `{"request": n, "rule": {"status": 503}}` (or
+`{"delay": 0.25}`, ...) to script every request from the n-th on.
 """
 
 from __future__ import annotations
@@ -308,6 +311,10 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             elif self.path.startswith("/_emulator/requests"):
                 with emulator.lock:
                     self._reply(200, [asdict(r) for r in emulator.requests])
+            elif self.path.startswith("/_emulator/stats"):
+                with emulator.lock:
+                    writes = sum(emulator.writes.values())
+                    self._reply(200, {"events": len(emulator.events), "writes": writes})
             else:
                 self._reply(404, {"error": {"code": "NOT_FOUND", "message": self.path}})
 
@@ -315,6 +322,11 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if self.path == "/_emulator/reset":
                 emulator.reset()
+                self._reply(200, {"ok": True})
+                return
+            if self.path == "/_emulator/fail_from":  # {"request": n, "rule": {Rule fields}}
+                script = json.loads(body)
+                emulator.fail_from = (int(script["request"]), Rule(**script["rule"]))
                 self._reply(200, {"ok": True})
                 return
             if self.path != "/v1/events/batch":

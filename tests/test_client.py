@@ -16,6 +16,7 @@ from target_monk.client import (
     MonkRejectedError,
     MonkUnavailableError,
     encode_batch,
+    encode_in_parts,
 )
 
 EVENT = {
@@ -150,3 +151,25 @@ def test_decimal_and_unicode_bodies_round_trip(emulator: MonkEmulator) -> None:
     client_for(emulator).send_batch(encode_batch([event]), "batch #1")
     assert json.loads(encode_batch([event]))["events"][0]["properties"]["cost"] == 0.1
     assert emulator.events["k1"]["properties"] == {"cost": 0.1, "city": "Zürich"}
+
+
+@pytest.mark.parametrize("max_bytes", [1_000, 20_000, 10**9])
+def test_encode_in_parts_keeps_every_event_within_the_byte_cap(max_bytes: int) -> None:
+    events = [
+        {**EVENT, "idempotencyKey": f"k{i}", "properties": {"n": "x" * (i % 50)}}
+        for i in range(1000)
+    ]
+    bodies = encode_in_parts(events, max_bytes)
+    decoded = [e for body in bodies for e in json.loads(body)["events"]]
+    assert decoded == events
+    assert all(len(body) <= max_bytes for body in bodies)
+    if max_bytes == 10**9:
+        assert len(bodies) == 1
+    else:
+        assert len(bodies) >= sum(len(b) for b in bodies) / max_bytes
+
+
+def test_an_event_larger_than_the_cap_goes_alone() -> None:
+    big = {**EVENT, "properties": {"blob": "x" * 5000}}
+    bodies = encode_in_parts([EVENT, big, EVENT], 2000)
+    assert [len(json.loads(b)["events"]) for b in bodies] == [1, 1, 1]

@@ -40,9 +40,20 @@ def make(max_in_flight: int = 4) -> tuple[Delivery, ScriptedSend, list[dict], th
     return Delivery(send, write, max_in_flight), send, written, wrote
 
 
+BUFFERS: dict[tuple[int, str], list] = {}
+
+
 def receive(delivery: Delivery, holder: str, count: int) -> None:
+    """As a sink does: hold a new buffer before its first record, then append."""
+    buffer = BUFFERS.setdefault((id(delivery), holder), [])
     for _ in range(count):
-        delivery.record_received(holder)
+        if not buffer:
+            delivery.hold(holder, buffer)
+        buffer.append({})
+
+
+def send(delivery: Delivery, holder: str) -> None:
+    delivery.submit(holder, BUFFERS.pop((id(delivery), holder)), holder)
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:
@@ -55,58 +66,58 @@ def wait_until(condition, timeout: float = 5.0) -> None:
 
 
 def test_later_batch_finishing_first_does_not_release_state() -> None:
-    delivery, send, written, _ = make()
+    delivery, send_, written, _ = make()
     receive(delivery, "a", 2)
-    delivery.submit("a", [{}, {}], "a")
+    send(delivery, "a")
     delivery.state_received({"s": 1})
     receive(delivery, "a", 2)
-    delivery.submit("a", [{}, {}], "a")
+    send(delivery, "a")
     delivery.state_received({"s": 2})
-    send.finish(2)
+    send_.finish(2)
     wait_until(lambda: delivery.stats.events_accepted == 2)
     assert written == []
-    send.finish(1)
+    send_.finish(1)
     wait_until(lambda: written)
     assert written == [{"s": 2}]
 
 
 def test_records_still_buffered_in_another_stream_hold_the_state() -> None:
-    delivery, send, written, _ = make()
+    delivery, send_, written, _ = make()
     receive(delivery, "b", 1)  # stream b buffers one record
     receive(delivery, "a", 3)
-    delivery.submit("a", [{}] * 3, "a")
+    send(delivery, "a")
     delivery.state_received({"s": 1})
-    send.finish(1)
+    send_.finish(1)
     wait_until(lambda: delivery.stats.events_accepted == 3)
     assert written == []
-    delivery.submit("b", [{}], "b")
-    send.finish(2)
+    send(delivery, "b")
+    send_.finish(2)
     delivery.finish()
     assert written == [{"s": 1}]
 
 
 def test_state_before_a_buffer_is_not_held_by_it() -> None:
-    delivery, send, written, _ = make()
+    delivery, send_, written, _ = make()
     receive(delivery, "a", 1)
-    delivery.submit("a", [{}], "a")
+    send(delivery, "a")
     delivery.state_received({"s": 1})
     receive(delivery, "b", 5)
-    send.finish(1)
+    send_.finish(1)
     wait_until(lambda: written)
     assert written == [{"s": 1}]
     assert not delivery.all_accepted
 
 
 def test_failed_batch_stops_every_later_state_and_raises() -> None:
-    delivery, send, written, _ = make()
+    delivery, send_, written, _ = make()
     for number in (1, 2, 3):
         receive(delivery, "a", 1)
-        delivery.submit("a", [{}], "a")
+        send(delivery, "a")
         delivery.state_received({"s": number})
-    send.fail.add(2)
-    send.finish(3)
-    send.finish(2)
-    send.finish(1)
+    send_.fail.add(2)
+    send_.finish(3)
+    send_.finish(2)
+    send_.finish(1)
     with pytest.raises(DeliveryFailed, match="batch 2 refused"):
         delivery.finish()
     assert written == [{"s": 1}]
@@ -114,38 +125,60 @@ def test_failed_batch_stops_every_later_state_and_raises() -> None:
         delivery.state_received({"s": 4})
 
 
-def test_submit_blocks_at_max_in_flight_then_fails_fast() -> None:
-    delivery, send, _, _ = make(max_in_flight=1)
-    receive(delivery, "a", 1)
-    delivery.submit("a", [{}], "a")
-    send.fail.add(1)
+def test_submit_blocks_past_max_in_flight_plus_one_ready_then_fails_fast() -> None:
+    delivery, send_, _, _ = make(max_in_flight=1)
+    for _ in range(2):  # one being posted, one ready for the next free sender
+        receive(delivery, "a", 1)
+        send(delivery, "a")
+    send_.fail.add(1)
     receive(delivery, "a", 1)
     result: list[BaseException] = []
 
-    def second_submit() -> None:
+    def third_submit() -> None:
         try:
-            delivery.submit("a", [{}], "a")
+            send(delivery, "a")
         except DeliveryFailed as exc:
             result.append(exc)
 
-    thread = threading.Thread(target=second_submit)
+    thread = threading.Thread(target=third_submit)
     thread.start()
     thread.join(0.3)
-    assert thread.is_alive()  # waiting for the only slot
-    send.finish(1)
+    assert thread.is_alive()  # waiting for a slot
+    send_.finish(1)
     thread.join(5)
     assert result
-    assert delivery.stats.batches == 1
+    assert delivery.stats.batches == 2
+    send_.finish(2)
+
+
+def test_holders_blocking_states() -> None:
+    delivery, send_, written, _ = make()
+    receive(delivery, "a", 2)
+    receive(delivery, "b", 1)
+    assert delivery.holders_blocking_states() == []
+    delivery.state_received({"s": 1})
+    assert sorted(delivery.holders_blocking_states()) == ["a", "b"]
+    send(delivery, "b")
+    assert delivery.holders_blocking_states() == ["a"]
+    receive(delivery, "b", 1)  # after the STATE: does not hold it back
+    assert delivery.holders_blocking_states() == ["a"]
+    send(delivery, "a")
+    send(delivery, "b")
+    send_.finish(1)
+    send_.finish(2)
+    send_.finish(3)
+    delivery.finish()
+    assert written == [{"s": 1}]
 
 
 def test_same_position_states_keep_the_newest_and_no_duplicates() -> None:
-    delivery, send, written, _ = make()
+    delivery, send_, written, _ = make()
     delivery.state_received({"s": 0})
     delivery.state_received({"s": 0})
     receive(delivery, "a", 1)
     delivery.state_received({"s": 1})
     delivery.state_received({"s": 2})
-    delivery.submit("a", [{}], "a")
-    send.finish(1)
+    send(delivery, "a")
+    send_.finish(1)
     delivery.finish()
     assert written == [{"s": 0}, {"s": 2}]

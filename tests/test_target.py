@@ -78,6 +78,23 @@ def test_default_batch_size_and_setting_takes_effect(
     assert sorted(r.count for r in emulator.accepted_requests()) == [2000, 5000, 5000]
 
 
+def test_byte_cap_splits_a_batch_and_state_waits_for_every_part(
+    emulator: MonkEmulator, tmp_path: Path
+) -> None:
+    data = interleaved_input({"s": 12_000}, state_every=1000)
+    config = base_config(emulator, max_batch_bytes=300_000)
+    run = run_target(config, data.text(), tmp_path, emulator)
+    assert run.returncode == 0, run.stderr
+    assert emulator.held_keys() == data.keys_before_state[-1][1]
+    assert all(r.body_bytes <= 300_000 for r in emulator.requests)
+    assert len(emulator.requests) > 3
+    assert "part 2/" in run.stderr
+    assert run.states[-1] == data.keys_before_state[-1][0]
+    for state, held in zip(run.states, run.keys_held_at_state, strict=True):
+        needed = next(keys for value, keys in data.keys_before_state if value == state)
+        assert needed <= held
+
+
 @pytest.mark.parametrize("size", [0, 10_001])
 def test_batch_size_out_of_range_refused_at_start(
     emulator: MonkEmulator, tmp_path: Path, size: int
@@ -109,6 +126,8 @@ def test_about_lists_every_setting() -> None:
         "request_timeout_seconds",
         "max_retries",
         "max_in_flight",
+        "max_batch_bytes",
+        "property_fields",
     }
     assert expected <= set(settings)
     assert all(settings[name].get("description") for name in expected)
