@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import logging
 import random
 import threading
 import time
 import typing as t
+import urllib.parse
 from dataclasses import dataclass
 
 import backoff
 import msgspec
 import requests
+
+from target_monk.outputs import JsonLinesFile
 
 BATCH_PATH = "/v1/events/batch"
 MAX_RETRY_AFTER_SECONDS = 60.0
@@ -29,12 +33,15 @@ def encode_batch(events: list[dict[str, t.Any]]) -> bytes:
     return _BODY_ENCODER.encode({"events": events})
 
 
-def encode_in_parts(events: list[dict[str, t.Any]], max_bytes: int) -> list[bytes]:
-    """Bodies for `events`, split into as few requests as keep each body within
-    `max_bytes` (a single event larger than that still goes alone)."""
+Events = list[dict[str, t.Any]]
+
+
+def encode_in_parts(events: Events, max_bytes: int) -> list[tuple[Events, bytes]]:
+    """(events, body) for as few requests as keep each body within `max_bytes`
+    (a single event larger than that still goes alone)."""
     body = encode_batch(events)
     if len(body) <= max_bytes or len(events) == 1:
-        return [body]
+        return [(events, body)]
     parts = -(-len(body) // max_bytes)  # ceil
     size = -(-len(events) // parts)
     return [
@@ -42,6 +49,34 @@ def encode_in_parts(events: list[dict[str, t.Any]], max_bytes: int) -> list[byte
         for start in range(0, len(events), size)
         for piece in encode_in_parts(events[start : start + size], max_bytes)
     ]
+
+
+def check_api_url(api_url: str, allow_insecure_http: bool = False) -> None:
+    """Refuse a URL the key must not travel to: not http(s), or plain http to a host
+    that is not this machine (unless allowed explicitly).
+
+    Raises:
+        ValueError: naming the problem (never the key).
+    """
+    parts = urllib.parse.urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        msg = f"api_url must be an http(s) URL with a host, got {api_url!r}"
+        raise ValueError(msg)
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        msg = (
+            f"api_url {api_url!r} is plain http to another machine: the API key would "
+            "travel unencrypted. Use https, or set allow_insecure_http: true."
+        )
+        raise ValueError(msg)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class MonkError(Exception):
@@ -216,6 +251,20 @@ class MonkClient:
             )
             raise MonkAuthError(msg)
         raise MonkRejectedError(label, status, error)
+
+
+class DryRunClient:
+    """Stands in for MonkClient in a dry run: writes each request body to a JSON Lines
+    file (one body per line, no key, nothing sent)."""
+
+    def __init__(self, bodies: JsonLinesFile) -> None:
+        """Write bodies to `bodies`."""
+        self.bodies = bodies
+
+    def send_batch(self, body: bytes, label: str) -> Receipt:
+        """Record the body as if Monk had accepted it."""
+        self.bodies.write_encoded(body)
+        return Receipt(count=0, request_id="dry-run", attempts=1)
 
 
 def _json_or_empty(response: requests.Response) -> dict[str, t.Any]:

@@ -7,7 +7,7 @@ import typing as t
 
 from singer_sdk.sinks import BatchSink
 
-from target_monk.mapping import EventMapper, MappingSettings
+from target_monk.mapping import EventMapper, InvalidRecordError, MappingSettings
 
 if t.TYPE_CHECKING:
     from target_monk.target import TargetMonk
@@ -25,6 +25,7 @@ class MonkSink(BatchSink):
     ) -> None:
         """Build the stream's mapper; refuse a stream that cannot be keyed."""
         super().__init__(target, stream_name, schema, key_properties)
+        self._target = target
         self._delivery = target.delivery
         self._mapper = EventMapper(
             stream_name,
@@ -50,7 +51,13 @@ class MonkSink(BatchSink):
         return self._batch_records_read >= self._max_rows
 
     def _buffer_event(self, record: dict) -> None:
-        event = self._mapper.map(record, dt.datetime.now(dt.timezone.utc))
+        try:
+            event = self._mapper.map(record, dt.datetime.now(dt.timezone.utc))
+        except InvalidRecordError as error:
+            if self._target.dead_letters is None:
+                raise
+            self._target.dead_letter_invalid(error, record)
+            return
         if not self._events:  # a new batch starts: its records are held from here
             self._delivery.hold(self, self._events)
         self._events.append(event)
@@ -60,4 +67,4 @@ class MonkSink(BatchSink):
         events, self._events = self._events, []
         if self._count_per_batch:
             self.record_counter_metric.increment(len(events))
-        self._delivery.submit(self, events, f"stream '{self.stream_name}'")
+        self._delivery.submit(self, events, self.stream_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -10,13 +11,23 @@ import typing as t
 import msgspec
 from singer_sdk import Target
 from singer_sdk import typing as th
-from singer_sdk.exceptions import RecordsWithoutSchemaException
+from singer_sdk.exceptions import ConfigValidationError, RecordsWithoutSchemaException
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
-from target_monk.client import MonkClient, MonkError, encode_in_parts
+from target_monk.client import (
+    DryRunClient,
+    MonkClient,
+    MonkError,
+    MonkRejectedError,
+    check_api_url,
+    encode_batch,
+    encode_in_parts,
+)
 from target_monk.delivery import Batch, Delivery, DeliveryFailed
 from target_monk.mapping import InvalidRecordError, MappingConfigError
+from target_monk.outputs import JsonLinesFile
 from target_monk.reader import SingerBytesReader
+from target_monk.report import RunReport
 from target_monk.sinks import MonkSink
 
 if t.TYPE_CHECKING:
@@ -25,6 +36,9 @@ if t.TYPE_CHECKING:
 
 MAX_BATCH_EVENTS = 10_000
 """Monk's limit of events per request."""
+DEFAULT_API_URL = "https://events-api.monk.com"
+DEAD_LETTER_PATH = "target-monk-dead-letter.jsonl"
+DRY_RUN_PATH = "target-monk-dry-run.jsonl"
 DEFAULT_MAX_BATCH_BYTES = 5_000_000
 """A safety margin: Monk publishes no byte limit for a request body."""
 
@@ -104,7 +118,7 @@ class TargetMonk(Target):
         th.Property(
             "api_url",
             th.StringType,
-            default="https://events-api.monk.com",
+            default=DEFAULT_API_URL,
             description="Monk events host; batches go to {api_url}/v1/events/batch.",
         ),
         th.Property(
@@ -154,6 +168,63 @@ class TargetMonk(Target):
             description="Batches posted at once while input keeps being read.",
         ),
         th.Property(
+            "on_invalid_record",
+            th.StringType(allowed_values=["fail", "dead_letter"]),
+            default="fail",
+            description=(
+                "fail: an invalid record fails the run before its batch is sent. "
+                "dead_letter: it goes to dead_letter_path and delivery goes on; a batch "
+                "Monk rejects (400/413/422) is split until the rejected events are found."
+            ),
+        ),
+        th.Property(
+            "dead_letter_path",
+            th.StringType,
+            default=DEAD_LETTER_PATH,
+            description="JSON Lines file for dead-lettered records and events (appended).",
+        ),
+        th.Property(
+            "fail_on_dead_letter",
+            th.BooleanType,
+            default=False,
+            description="Exit non-zero at the end of a run that dead-lettered anything.",
+        ),
+        th.Property(
+            "dry_run",
+            th.BooleanType,
+            default=False,
+            description=(
+                "Map and check every record and write the request bodies to dry_run_path; "
+                "send nothing and write no STATE (the bookmark never moves)."
+            ),
+        ),
+        th.Property(
+            "dry_run_path",
+            th.StringType,
+            default=DRY_RUN_PATH,
+            description="JSON Lines file for dry-run request bodies, one body per line.",
+        ),
+        th.Property(
+            "summary_path",
+            th.StringType,
+            description=(
+                "If set, write a receipt here: per customer and event name, the events "
+                "and the sum of each numeric property delivered in this run."
+            ),
+        ),
+        th.Property(
+            "progress_every_batches",
+            th.IntegerType(minimum=1),
+            default=10,
+            description="Log a progress line every this many accepted requests.",
+        ),
+        th.Property(
+            "allow_insecure_http",
+            th.BooleanType,
+            default=False,
+            description="Allow a plain http api_url to a host other than this machine.",
+        ),
+        th.Property(
             "validate_records",
             th.BooleanType,
             default=False,
@@ -182,17 +253,35 @@ class TargetMonk(Target):
             message_reader=message_reader,
         )
         self.max_parallelism = 1  # sinks drain in turn; delivery itself is concurrent
-        self.client = MonkClient(
-            self.config.get("api_url", "https://events-api.monk.com"),
-            self.config.get("api_key", ""),
-            timeout=float(self.config.get("request_timeout_seconds", 60)),
-            max_retries=int(self.config.get("max_retries", 5)),
-            backoff_seconds=float(self.config.get("retry_backoff_seconds", 1)),
+        config = self.config
+        api_url = config.get("api_url", DEFAULT_API_URL)
+        try:
+            check_api_url(api_url, config.get("allow_insecure_http", False))
+        except ValueError as exc:
+            raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+        self.dry_run = bool(config.get("dry_run"))
+        self.client: MonkClient | DryRunClient
+        if self.dry_run:
+            self.client = DryRunClient(JsonLinesFile(config.get("dry_run_path", DRY_RUN_PATH)))
+        else:
+            self.client = MonkClient(
+                api_url,
+                config.get("api_key", ""),
+                timeout=float(config.get("request_timeout_seconds", 60)),
+                max_retries=int(config.get("max_retries", 5)),
+                backoff_seconds=float(config.get("retry_backoff_seconds", 1)),
+            )
+        self.dead_letters = (
+            JsonLinesFile(config.get("dead_letter_path", DEAD_LETTER_PATH))
+            if config.get("on_invalid_record") == "dead_letter"
+            else None
         )
+        self.report = RunReport(keep_receipt=bool(config.get("summary_path")))
+        self._progress_every = int(config.get("progress_every_batches", 10))
         self.delivery = Delivery(
             self._send,
             self._write_state_line,
-            max_in_flight=int(self.config.get("max_in_flight", 4)),
+            max_in_flight=int(config.get("max_in_flight", 4)),
         )
         self._max_batch_bytes = int(self.config.get("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES))
         self._next_age_check = 0.0
@@ -205,21 +294,79 @@ class TargetMonk(Target):
     # Delivery callbacks (worker threads).
 
     def _send(self, batch: Batch) -> None:
-        label = f"batch #{batch.number} ({len(batch.events)} events of {batch.label})"
-        bodies = encode_in_parts(batch.events, self._max_batch_bytes)
-        for part, body in enumerate(bodies, 1):
-            part_label = label if len(bodies) == 1 else f"{label}, part {part}/{len(bodies)}"
-            receipt = self.client.send_batch(body, part_label)
+        label = f"batch #{batch.number} ({len(batch.events)} events of stream '{batch.label}')"
+        parts = encode_in_parts(batch.events, self._max_batch_bytes)
+        for number, (events, body) in enumerate(parts, 1):
+            part_label = label if len(parts) == 1 else f"{label}, part {number}/{len(parts)}"
+            self._post(batch.label, events, body, part_label)
+
+    def _post(self, stream: str, events: list[dict], body: bytes, label: str) -> None:
+        """Post one body. With dead-lettering on, a batch Monk rejects as a whole is
+        split in halves, recursively, until the rejected events stand alone: about
+        2 * log2(batch size) extra requests per rejected event."""
+        try:
+            receipt = self.client.send_batch(body, label)
+        except MonkRejectedError as exc:
+            if self.dead_letters is None or exc.status not in (400, 413, 422):
+                raise
+            if len(events) == 1:
+                self._dead_letter_rejected(stream, events[0], exc)
+                return
+            self.logger.warning("%s; splitting it to find the rejected events", exc)
+            middle = len(events) // 2
+            for half, which in ((events[:middle], "first"), (events[middle:], "second")):
+                half_label = f"{label}, {which} {len(half)} events"
+                self._post(stream, half, encode_batch(half), half_label)
+            return
+        accepted = self.report.accepted(stream, events, len(body), receipt.attempts)
+        self.logger.info(
+            "Monk accepted %s (requestId %s, %d attempt(s))",
+            label,
+            receipt.request_id,
+            receipt.attempts,
+        )
+        if accepted % self._progress_every == 0:
             self.logger.info(
-                "Monk accepted %s (requestId %s, %d attempt(s))",
-                part_label,
-                receipt.request_id,
-                receipt.attempts,
+                "Progress: %d requests accepted, %d events accepted, %.0f events/s",
+                accepted,
+                self.report.events_accepted(),
+                self.report.events_per_second(),
             )
 
-    @staticmethod
-    def _write_state_line(state: dict) -> None:
-        """Write the bare state value, exactly as received (Decimals as numbers)."""
+    def _dead_letter_rejected(self, stream: str, event: dict, error: MonkRejectedError) -> None:
+        details = error.error.get("details") or [{}]
+        self.dead_letters.write(  # type: ignore[union-attr]
+            {
+                "stream": stream,
+                "key": event.get("idempotencyKey"),
+                "stage": "monk",
+                "field": details[0].get("field"),
+                "reason": f"HTTP {error.status} {error.code}: {error.message}",
+                "requestId": error.request_id,
+                "event": event,
+            }
+        )
+        self.report.dead_lettered(stream)
+
+    def dead_letter_invalid(self, error: InvalidRecordError, record: dict) -> None:
+        """Write an invalid record down instead of failing the run."""
+        self.dead_letters.write(  # type: ignore[union-attr]
+            {
+                "stream": error.stream,
+                "key": error.record_key,
+                "stage": "validation",
+                "field": error.field,
+                "reason": error.reason,
+                "record": record,
+            }
+        )
+        self.report.dead_lettered(error.stream)
+
+    def _write_state_line(self, state: dict) -> None:
+        """Write the bare state value, exactly as received (Decimals as numbers).
+        A dry run writes none, so the bookmark never moves."""
+        if self.dry_run:
+            return
         sys.stdout.write(_STATE_ENCODER.encode(state).decode() + "\n")
         sys.stdout.flush()
 
@@ -259,12 +406,54 @@ class TargetMonk(Target):
         """Send what is buffered, wait for every batch, write the last STATE."""
         super().process_endofpipe()
         self.delivery.finish()
-        stats = self.delivery.stats
-        self.logger.info(
-            "target-monk delivered %d events in %d batches",
-            stats.events_accepted,
-            stats.batches,
-        )
+        self._finish_report()
+
+    def _finish_report(self) -> None:
+        """Log the summary (per stream, and as one JSON line); write the receipt; say
+        what was dead-lettered, failing the run if asked to."""
+        sinks = [*self._sinks_active.values(), *self._sinks_to_clear]
+        records_read: dict[str, int] = {}
+        for sink in sinks:
+            records_read[sink.stream_name] = (
+                records_read.get(sink.stream_name, 0) + sink._total_records_read
+            )
+        summary = self.report.summary(records_read)
+        for stream, totals in summary["streams"].items():
+            self.logger.info(
+                "Summary for stream '%s': %d records read, %d events accepted, "
+                "%d dead-lettered, %d retries, %d requests, %d bytes, %.0f events/s",
+                stream,
+                totals["records_read"],
+                totals["events_accepted"],
+                totals["dead_lettered"],
+                totals["retries"],
+                totals["batches"],
+                totals["bytes"],
+                totals["events_per_second"],
+            )
+        self.logger.info("target-monk summary: %s", json.dumps(summary, sort_keys=True))
+        if self.dry_run:
+            self.logger.warning(
+                "Dry run: nothing was sent and no STATE was written; %d request bodies are in %s",
+                self.client.bodies.count,  # type: ignore[union-attr]
+                self.client.bodies.path,  # type: ignore[union-attr]
+            )
+        if self.config.get("summary_path"):
+            with open(self.config["summary_path"], "w", encoding="utf-8") as receipt:
+                json.dump(
+                    {"run": summary, "usage": self.report.receipt()}, receipt, indent=2, default=str
+                )
+        if summary["dead_lettered"]:
+            path = self.dead_letters.path  # type: ignore[union-attr]
+            self.logger.warning(
+                "%d records or events were dead-lettered to %s (see the README, "
+                "'When things go wrong')",
+                summary["dead_lettered"],
+                path,
+            )
+            if self.config.get("fail_on_dead_letter"):
+                msg = f"{summary['dead_lettered']} dead-lettered (fail_on_dead_letter is on)"
+                raise DeadLettersWritten(msg)
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """Stop at once; never let a STATE out past an unaccepted record.
@@ -304,7 +493,12 @@ class TargetMonk(Target):
             sys.exit(1)
 
 
+class DeadLettersWritten(Exception):
+    """The run dead-lettered records and fail_on_dead_letter is on."""
+
+
 _FATAL = (
+    DeadLettersWritten,
     InvalidRecordError,
     MappingConfigError,
     DeliveryFailed,

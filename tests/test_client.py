@@ -159,9 +159,10 @@ def test_encode_in_parts_keeps_every_event_within_the_byte_cap(max_bytes: int) -
         {**EVENT, "idempotencyKey": f"k{i}", "properties": {"n": "x" * (i % 50)}}
         for i in range(1000)
     ]
-    bodies = encode_in_parts(events, max_bytes)
+    parts = encode_in_parts(events, max_bytes)
+    bodies = [body for _, body in parts]
     decoded = [e for body in bodies for e in json.loads(body)["events"]]
-    assert decoded == events
+    assert decoded == events == [e for part, _ in parts for e in part]
     assert all(len(body) <= max_bytes for body in bodies)
     if max_bytes == 10**9:
         assert len(bodies) == 1
@@ -171,5 +172,5 @@ def test_encode_in_parts_keeps_every_event_within_the_byte_cap(max_bytes: int) -
 
 def test_an_event_larger_than_the_cap_goes_alone() -> None:
     big = {**EVENT, "properties": {"blob": "x" * 5000}}
-    bodies = encode_in_parts([EVENT, big, EVENT], 2000)
-    assert [len(json.loads(b)["events"]) for b in bodies] == [1, 1, 1]
+    parts = encode_in_parts([EVENT, big, EVENT], 2000)
+    assert [len(json.loads(body)["events"]) for _, body in parts] == [1, 1, 1]

@@ -1,0 +1,116 @@
+"""What a run did: per-stream totals, progress, the closing summary and the receipt."""
+
+from __future__ import annotations
+
+import decimal
+import threading
+import time
+import typing as t
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class StreamTotals:
+    """Counts for one stream."""
+
+    records_read: int = 0
+    events_accepted: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    batches: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class _CustomerUsage:
+    events: int = 0
+    sums: dict[str, t.Any] = field(default_factory=dict)
+
+
+class RunReport:
+    """Thread-safe tallies of accepted and dead-lettered events.
+
+    With `keep_receipt`, it also sums, per customer and event name, the count of
+    events and every numeric property delivered, for reconciliation with Monk.
+    """
+
+    def __init__(self, keep_receipt: bool = False) -> None:
+        """Start the clock."""
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._streams: dict[str, StreamTotals] = {}
+        self._keep_receipt = keep_receipt
+        self._usage: dict[tuple[str, str, str], _CustomerUsage] = {}
+
+    def _totals(self, stream: str) -> StreamTotals:
+        totals = self._streams.get(stream)
+        if totals is None:
+            totals = self._streams[stream] = StreamTotals()
+        return totals
+
+    def accepted(
+        self, stream: str, events: list[dict[str, t.Any]], body_bytes: int, attempts: int
+    ) -> int:
+        """Count one accepted request; return the number of requests accepted so far."""
+        with self._lock:
+            totals = self._totals(stream)
+            totals.events_accepted += len(events)
+            totals.batches += 1
+            totals.bytes += body_bytes
+            totals.retries += attempts - 1
+            if self._keep_receipt:
+                self._add_usage(events)
+            return sum(s.batches for s in self._streams.values())
+
+    def dead_lettered(self, stream: str, count: int = 1) -> None:
+        """Count records or events written to the dead-letter file."""
+        with self._lock:
+            self._totals(stream).dead_lettered += count
+
+    def _add_usage(self, events: list[dict[str, t.Any]]) -> None:
+        for event in events:
+            id_kind = "customerId" if "customerId" in event else "externalCustomerId"
+            usage = self._usage.get((id_kind, event[id_kind], event["eventName"]))
+            if usage is None:
+                usage = _CustomerUsage()
+                self._usage[(id_kind, event[id_kind], event["eventName"])] = usage
+            usage.events += 1
+            for name, value in (event.get("properties") or {}).items():
+                if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
+                    usage.sums[name] = usage.sums.get(name, 0) + value
+
+    def events_accepted(self) -> int:
+        """Events accepted so far, all streams."""
+        with self._lock:
+            return sum(s.events_accepted for s in self._streams.values())
+
+    def events_per_second(self) -> float:
+        """Accepted events per second since the start."""
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return self.events_accepted() / elapsed
+
+    def summary(self, records_read: t.Mapping[str, int]) -> dict[str, t.Any]:
+        """Per-stream totals plus elapsed time and rate, as one JSON-able object."""
+        elapsed = time.monotonic() - self.started
+        with self._lock:
+            for stream, count in records_read.items():
+                self._totals(stream).records_read = count
+            streams = {name: asdict(totals) for name, totals in sorted(self._streams.items())}
+        accepted = sum(s["events_accepted"] for s in streams.values())
+        for totals in streams.values():
+            totals["events_per_second"] = round(totals["events_accepted"] / max(elapsed, 1e-9))
+        return {
+            "streams": streams,
+            "events_accepted": accepted,
+            "dead_lettered": sum(s["dead_lettered"] for s in streams.values()),
+            "elapsed_seconds": round(elapsed, 3),
+            "events_per_second": round(accepted / max(elapsed, 1e-9)),
+        }
+
+    def receipt(self) -> list[dict[str, t.Any]]:
+        """Per customer and event name: events and numeric property sums delivered."""
+        with self._lock:
+            return [
+                {id_kind: customer, "eventName": name, "events": u.events, "sums": u.sums}
+                for (id_kind, customer, name), u in sorted(self._usage.items())
+            ]
