@@ -14,10 +14,9 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 logger = logging.getLogger("target-monk.delivery")
 
@@ -30,15 +29,6 @@ class Batch:
     first_seq: int
     label: str
     number: int = 0
-
-
-@dataclass
-class DeliveryStats:
-    """Counts for the run summary."""
-
-    batches: int = 0
-    events_accepted: int = 0
-    started_at: float = field(default_factory=time.monotonic)
 
 
 class DeliveryFailed(Exception):
@@ -73,7 +63,8 @@ class Delivery:
         self._states: collections.deque[tuple[int, dict]] = collections.deque()
         self._last_written: dict | None = None
         self._failure: BaseException | None = None
-        self.stats = DeliveryStats()
+        self.batches_submitted = 0
+        self.events_accepted = 0
 
     # Called from the reading thread.
 
@@ -106,8 +97,8 @@ class Delivery:
         with self._lock:
             first_seq, _ = self._held.pop(holder)
             self._submitted += len(events)
-            self.stats.batches += 1
-            batch = Batch(events, first_seq, label, self.stats.batches)
+            self.batches_submitted += 1
+            batch = Batch(events, first_seq, label, self.batches_submitted)
             self._in_flight[batch.number] = first_seq
         self._pool.submit(self._deliver, batch)
 
@@ -131,16 +122,12 @@ class Delivery:
             newest = self._states[-1][0]
             return [holder for holder, (first, _) in self._held.items() if first < newest]
 
-    @property
-    def all_accepted(self) -> bool:
-        """True when every record received so far has been accepted."""
-        with self._lock:
-            return not self._held and not self._in_flight
-
-    @property
-    def unaccepted_batches(self) -> int:
-        """Batches sent but not accepted (in flight or failed)."""
-        return len(self._in_flight)
+    def halt(self) -> bool:
+        """Stop writing STATE, for good: takes the lock and keeps it, so no STATE line
+        can be half written either. Returns True if every record received was accepted.
+        For a process about to exit."""
+        self._lock.acquire()
+        return not self._held and not self._in_flight
 
     # Called from worker threads.
 
@@ -157,7 +144,7 @@ class Delivery:
         else:
             with self._lock:
                 del self._in_flight[batch.number]
-                self.stats.events_accepted += len(batch.events)
+                self.events_accepted += len(batch.events)
                 self._release_states()
         finally:
             self._slots.release()

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import typing as t
+from pathlib import Path
 
 import msgspec
 from singer_sdk import Target
@@ -283,12 +284,11 @@ class TargetMonk(Target):
             self._write_state_line,
             max_in_flight=int(config.get("max_in_flight", 4)),
         )
-        self._max_batch_bytes = int(self.config.get("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES))
+        self._max_batch_bytes = int(config.get("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES))
         self._next_age_check = 0.0
         # Records skip the SDK's generic per-record steps unless a setting needs them.
         self.fast_path = not any(
-            self.config.get(name)
-            for name in ("validate_records", "stream_maps", "flattening_enabled")
+            config.get(name) for name in ("validate_records", "stream_maps", "flattening_enabled")
         )
 
     # Delivery callbacks (worker threads).
@@ -367,7 +367,7 @@ class TargetMonk(Target):
         A dry run writes none, so the bookmark never moves."""
         if self.dry_run:
             return
-        sys.stdout.write(_STATE_ENCODER.encode(state).decode() + "\n")
+        sys.stdout.write(_JSON_ENCODER.encode(state).decode() + "\n")
         sys.stdout.flush()
 
     # Singer message handling.
@@ -388,9 +388,9 @@ class TargetMonk(Target):
                 self._next_age_check = time.monotonic() + 1
                 self._handle_max_record_age()
             return
-        batches_before = self.delivery.stats.batches
+        batches_before = self.delivery.batches_submitted
         super()._process_record_message(message_dict)
-        if self.delivery.stats.batches != batches_before:
+        if self.delivery.batches_submitted != batches_before:
             self._send_batches_holding_back_state()
 
     def _send_batches_holding_back_state(self) -> None:
@@ -439,10 +439,8 @@ class TargetMonk(Target):
                 self.client.bodies.path,  # type: ignore[union-attr]
             )
         if self.config.get("summary_path"):
-            with open(self.config["summary_path"], "w", encoding="utf-8") as receipt:
-                json.dump(
-                    {"run": summary, "usage": self.report.receipt()}, receipt, indent=2, default=str
-                )
+            receipt = _JSON_ENCODER.encode({"run": summary, "usage": self.report.receipt()})
+            Path(self.config["summary_path"]).write_bytes(msgspec.json.format(receipt) + b"\n")
         if summary["dead_lettered"]:
             path = self.dead_letters.path  # type: ignore[union-attr]
             self.logger.warning(
@@ -460,19 +458,18 @@ class TargetMonk(Target):
 
         singer-sdk's own handler drains and exits 0, which loses in-flight events.
         """
-        with self.delivery._lock:
-            delivered = self.delivery.all_accepted
-            self.logger.error(
-                "Received signal %d: stopping. %s",
-                signum,
-                "Every record received was accepted by Monk."
-                if delivered
-                else "Some records were not yet accepted by Monk; no STATE past them "
-                "was written, so the next run sends them again.",
-            )
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0 if delivered else 1)
+        delivered = self.delivery.halt()
+        self.logger.error(
+            "Received signal %d: stopping. %s",
+            signum,
+            "Every record received was accepted by Monk."
+            if delivered
+            else "Some records were not yet accepted by Monk; no STATE past them "
+            "was written, so the next run sends them again.",
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0 if delivered else 1)
 
     @classmethod
     def invoke(  # type: ignore[override]
@@ -506,4 +503,4 @@ _FATAL = (
     InvalidInputLine,
     RecordsWithoutSchemaException,
 )
-_STATE_ENCODER = msgspec.json.Encoder(decimal_format="number")
+_JSON_ENCODER = msgspec.json.Encoder(decimal_format="number")
