@@ -97,7 +97,8 @@ def test_sigkill_then_replay_from_the_last_state(emulator: MonkEmulator, tmp_pat
     data = interleaved_input({"s": total}, state_every=1000)
     emulator.fail_from = (1, Rule(delay=0.3))
     config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(base_config(emulator)))
+    # Two in flight, each request slow: the kill surely lands with batches still to send.
+    config_path.write_text(json.dumps(base_config(emulator, max_in_flight=2)))
     process = subprocess.Popen(
         [*TARGET, "--config", str(config_path)],
         stdin=subprocess.PIPE,
