@@ -11,11 +11,21 @@ from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 _SHOWN_CHARS = 200
+_READ_SIZE = 1 << 20
+
+RecordsCallback = t.Callable[[str, list[dict]], None]
 
 
 class SingerBytesReader(MsgSpecReader):
-    """singer-sdk's msgspec reader, reading stdin as bytes, with short errors and a
-    tight loop for RECORD lines (the other message types go the SDK's way)."""
+    """singer-sdk's msgspec reader, reading stdin as bytes, with short errors.
+
+    With `on_records` set, consecutive RECORD messages of one stream are handed over
+    together, as (stream, records), which keeps the per-record path short. A run ends
+    at any other message, at another stream, and whenever the input has no more
+    bytes ready, so a slow tap's records are never kept waiting here.
+    """
+
+    on_records: RecordsCallback | None = None
 
     @property
     def default_input(self) -> t.IO[t.Any]:  # type: ignore[override]
@@ -46,22 +56,60 @@ class SingerBytesReader(MsgSpecReader):
     ) -> collections.Counter[str]:
         """Call the callback of each line's message type; count lines by type."""
         counts: collections.Counter[str] = collections.Counter()
-        on_record = callbacks["RECORD"]
-        records = 0
-        for line in file_input or self.default_input:
+        for lines in _line_chunks(file_input or self.default_input):
+            self._process_chunk(lines, callbacks, counts)
+        return counts
+
+    def _process_chunk(
+        self,
+        lines: t.Iterable[str | bytes],
+        callbacks: dict[str, t.Callable[[dict], None]],
+        counts: collections.Counter[str],
+    ) -> None:
+        on_records = self.on_records
+        run_stream: str | None = None
+        run: list[dict] = []
+        for line in lines:
             self._current_message = line
             message = self.deserialize_json(line)
             kind = message.get("type")
-            if kind == "RECORD":
-                on_record(message)
-                records += 1
+            if on_records is not None and kind == "RECORD":
+                stream, record = message.get("stream"), message.get("record")
+                if type(stream) is str and type(record) is dict:
+                    if stream != run_stream:
+                        if run:
+                            on_records(run_stream, run)  # type: ignore[arg-type]
+                            run = []
+                        run_stream = stream
+                    run.append(record)
+                    counts["RECORD"] += 1
+                    continue
+            if run:
+                on_records(run_stream, run)  # type: ignore[misc, arg-type]
+                run = []
+            self.assert_line_requires(message, requires={"type"})
+            callback = callbacks.get(kind)  # type: ignore[arg-type]
+            if callback is None:
+                self._process_unknown_message(message)
             else:
-                self.assert_line_requires(message, requires={"type"})
-                callback = callbacks.get(kind)  # type: ignore[arg-type]
-                if callback is None:
-                    self._process_unknown_message(message)
-                else:
-                    callback(message)
-                counts[kind] += 1  # type: ignore[index]
-        counts["RECORD"] += records
-        return counts
+                callback(message)
+            counts[kind] += 1  # type: ignore[index]
+        if run:
+            on_records(run_stream, run)  # type: ignore[misc, arg-type]
+
+
+def _line_chunks(source: t.IO[t.Any]) -> t.Iterator[t.Sequence[str | bytes]]:
+    """The input's lines, in chunks of whatever was ready to read (binary input), or
+    one line at a time (text input, e.g. `--input FILE`)."""
+    read1 = getattr(source, "read1", None)
+    if read1 is None:
+        for line in source:
+            yield (line,)
+        return
+    rest = b""
+    while data := read1(_READ_SIZE):
+        lines = (rest + data).split(b"\n")
+        rest = lines.pop()
+        yield [line for line in lines if line]  # blank lines carry nothing
+    if rest.strip():
+        yield (rest,)

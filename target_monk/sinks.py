@@ -37,30 +37,34 @@ class MonkSink(BatchSink):
         self._max_rows = self.max_size
 
     def process_record(self, record: dict, context: dict) -> None:
-        """Validate and map the record now, so a bad one fails before its batch is sent."""
-        self._buffer_event(record)
+        """The SDK's path: one record, after the SDK's own per-record steps."""
+        self._map_into_batch([record], 0, 1, dt.datetime.now(dt.timezone.utc))
 
-    def add_record(self, record: dict) -> bool:
-        """The target's fast path for one record (no SDK per-record steps); True when full.
+    def add_records(self, records: list[dict], start: int, now: dt.datetime) -> int:
+        """The target's fast path: map records from `start` on into the batch, until the
+        batch is full; return where it stopped. (The SDK's per-record steps copy the
+        record, run stream maps, check key properties and parse date-time strings;
+        mapping does all the checking Monk needs itself.)"""
+        stop = min(len(records), start + self._max_rows - self._batch_records_read)
+        self._map_into_batch(records, start, stop, now)
+        self.tally_record_read(stop - start)
+        return stop
 
-        The SDK's path copies the record, runs stream maps, checks key properties and
-        parses date-time strings; mapping does all the checking Monk needs itself.
-        """
-        self._buffer_event(record)
-        self.tally_record_read()
-        return self._batch_records_read >= self._max_rows
-
-    def _buffer_event(self, record: dict) -> None:
-        try:
-            event = self._mapper.map(record, dt.datetime.now(dt.timezone.utc))
-        except InvalidRecordError as error:
-            if self._target.dead_letters is None:
-                raise
-            self._target.dead_letter_invalid(error, record)
-            return
-        if not self._events:  # a new batch starts: its records are held from here
-            self._delivery.hold(self, self._events)
-        self._events.append(event)
+    def _map_into_batch(self, records: list[dict], start: int, stop: int, now: dt.datetime) -> None:
+        """Check and map each record now, so a bad one fails before its batch is sent
+        (or, in dead-letter mode, is written down and skipped)."""
+        events, hold, map_record = self._events, self._delivery.hold, self._mapper.map
+        for index in range(start, stop):
+            try:
+                event = map_record(records[index], now)
+            except InvalidRecordError as error:
+                if self._target.dead_letters is None:
+                    raise
+                self._target.dead_letter_invalid(error, records[index])
+                continue
+            if not events:  # a new batch starts: its records are held from here
+                hold(self, events)
+            events.append(event)
 
     def process_batch(self, context: dict) -> None:
         """Hand the buffered events to the delivery pool (returns once it has a slot)."""
