@@ -7,8 +7,8 @@
 Generates a Singer file (cached in the temp dir), starts the Monk emulator on
 127.0.0.1 in its own process (optionally adding latency to every request), runs
 each contender as a subprocess reading that file, and prints wall time, events/s
-and peak RSS (median of --repeat runs). The number of distinct events Monk holds
-is checked after each run.
+and peak RSS of the median of --repeat runs, with the slowest and fastest rate.
+The number of distinct events Monk holds is checked after each run.
 """
 
 from __future__ import annotations
@@ -164,7 +164,10 @@ def main() -> None:
         f"{args.records} events, latency {args.latency * 1000:.0f} ms/request, "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
-    print(f"{'contender':<26}{'wall s':>8}{'events/s':>11}{'peak RSS MiB':>14}  delivered")
+    print(
+        f"{'contender':<26}{'wall s':>8}{'events/s':>11}{'(slowest-fastest)':>20}"
+        f"{'peak RSS MiB':>14}  delivered"
+    )
     with tempfile.TemporaryDirectory() as tmp, emulator_process() as url:
         for name, command in contenders(path, url, Path(tmp), args.max_in_flight).items():
             if args.only and not any(name.startswith(p) for p in args.only.split(",")):
@@ -182,7 +185,11 @@ def main() -> None:
             if not name.startswith("no-op") and held != args.records:
                 delivered += "  <-- WRONG"
             rate = args.records / elapsed
-            print(f"{name:<26}{elapsed:>8.2f}{rate:>11,.0f}{rss_kib / 1024:>14.1f}  {delivered}")
+            spread = f"{args.records / max(runs)[0]:,.0f}-{args.records / min(runs)[0]:,.0f}"
+            print(
+                f"{name:<26}{elapsed:>8.2f}{rate:>11,.0f}{spread:>20}"
+                f"{rss_kib / 1024:>14.1f}  {delivered}"
+            )
 
 
 if __name__ == "__main__":
