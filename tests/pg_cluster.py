@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 BILLING_EVENTS_DDL = """
@@ -154,14 +153,3 @@ class PgCluster:
             "TAP_POSTGRES_PASSWORD": "trust-auth-on-loopback",
             "TAP_POSTGRES_DATABASE": self.database,
         }
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    msg = f"nothing listening on 127.0.0.1:{port}"
-    raise TimeoutError(msg)
