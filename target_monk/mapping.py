@@ -105,7 +105,10 @@ def _utc_moment_and_text(value: object) -> tuple[dt.datetime, str]:
     """The instant, and its text for Monk. Formatting is costly, so a UTC string in
     extended ISO 8601 form is sent as it came (with `+00:00` written as `Z`)."""
     if type(value) is str and value[10:11] == "T" and value[4:5] == value[7:8] == "-":
-        moment = _parse_iso(value)
+        try:
+            moment = dt.datetime.fromisoformat(value)  # reads "Z" from Python 3.11 on
+        except ValueError:
+            moment = _parse_iso(value)
         if moment.tzinfo is _UTC:
             if value[-1] == "Z":
                 return moment, value
@@ -234,7 +237,7 @@ class EventMapper:
         event["eventName"] = event_name
 
         raw_time = record.get(s.timestamp_field)
-        if raw_time is None or raw_time == "" or _blank(raw_time):
+        if raw_time is None or (type(raw_time) is str and (not raw_time or raw_time.isspace())):
             raise self._invalid(
                 record,
                 s.timestamp_field,
@@ -283,7 +286,7 @@ class EventMapper:
         else:
             names = self._unused_fields(tuple(record))
         properties = {k: record[k] for k in names if k in record}
-        if set(map(type, properties.values())) <= _PLAIN_TYPES:
+        if _PLAIN_TYPES.issuperset(map(type, properties.values())):
             return properties  # the common case: nothing to flatten, drop or convert
         return self._flattened(record, properties)
 
