@@ -152,7 +152,12 @@ def contenders(path: Path, url: str, tmp: Path, max_in_flight: int) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds added to every request, between Monk handling it and the answer",
+    )
     parser.add_argument("--max-in-flight", type=int, default=4)
     parser.add_argument("--only", help="comma-separated contender names (prefixes)")
     parser.add_argument("--repeat", type=int, default=3, help="runs each; the median is shown")
@@ -176,7 +181,7 @@ def main() -> None:
             for _ in range(args.repeat):
                 control(url, "/_emulator/reset", {})
                 if args.latency:
-                    rule = {"delay": args.latency}
+                    rule = {"latency": args.latency}
                     control(url, "/_emulator/fail_from", {"request": 1, "rule": rule})
                 runs.append(run_measured(command, path, env))
             elapsed, rss_kib = sorted(runs)[len(runs) // 2]  # the median run

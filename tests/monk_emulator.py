@@ -50,6 +50,9 @@ class Rule:
     status: int | None = None
     retry_after: str | None = None
     delay: float = 0.0
+    """Seconds to wait before handling the request (it is stored only after)."""
+    latency: float = 0.0
+    """Seconds to wait after handling it, before answering (like the network's way back)."""
     drop: bool = False
     code: str = "SCRIPTED"
 
@@ -351,6 +354,8 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
                     self.headers.get("Authorization"), body, record
                 )
             record.status = status
+            if rule and rule.latency:
+                time.sleep(rule.latency)
             self._reply(status, answer, headers)
 
     return Handler
