@@ -106,10 +106,16 @@ def _line_chunks(source: t.IO[t.Any]) -> t.Iterator[t.Sequence[str | bytes]]:
         for line in source:
             yield (line,)
         return
-    rest = b""
+    unfinished: list[bytes] = []  # pieces of a line still being read (long lines)
     while data := read1(_READ_SIZE):
-        lines = (rest + data).split(b"\n")
-        rest = lines.pop()
+        if b"\n" not in data:
+            unfinished.append(data)
+            continue
+        if unfinished:
+            data = b"".join((*unfinished, data))
+        lines = data.split(b"\n")
+        unfinished = [lines.pop()]
         yield [line for line in lines if line]  # blank lines carry nothing
+    rest = b"".join(unfinished)
     if rest.strip():
         yield (rest,)
