@@ -16,6 +16,7 @@ serves until interrupted. Control endpoints: `GET /_emulator/events`,
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime as dt
 import itertools
@@ -32,15 +33,18 @@ import msgspec
 
 MAX_EVENTS = 10_000
 MAX_BODY_BYTES = 20 * 1024 * 1024  # assumed: Monk publishes no byte limit
-EVENT_FIELDS = {
-    "customerId",
-    "externalCustomerId",
-    "eventName",
-    "timestamp",
-    "idempotencyKey",
-    "properties",
-    "contractId",
-}
+PRIMITIVE_TYPES = frozenset({str, int, float, bool})
+EVENT_FIELDS = frozenset(
+    {
+        "customerId",
+        "externalCustomerId",
+        "eventName",
+        "timestamp",
+        "idempotencyKey",
+        "properties",
+        "contractId",
+    }
+)
 
 
 @dataclass
@@ -90,7 +94,7 @@ class MonkEmulator:
         self.script_by_key: dict[str, Rule] = {}
         self.fail_from: tuple[int, Rule] | None = None
         self.events: dict[str, dict[str, Any]] = {}
-        self.writes: dict[str, int] = {}
+        self.writes: collections.Counter[str] = collections.Counter()
         self.requests: list[RequestRecord] = []
         self.lock = threading.Lock()
         self._numbers = itertools.count(1)
@@ -201,9 +205,8 @@ class MonkEmulator:
             return status, answer, headers
         keys = [event.get("idempotencyKey") or f"auto_{uuid.uuid4().hex}" for event in events]
         with self.lock:
-            for key_, event in zip(keys, events, strict=True):
-                self.events[key_] = event
-                self.writes[key_] = self.writes.get(key_, 0) + 1
+            self.events.update(zip(keys, events, strict=True))
+            self.writes.update(keys)
             record.count, record.keys, record.accepted_at = len(events), keys, time.time()
         body_ = {"status": "accepted", "count": len(events), "requestId": request_id}
         return 202, body_, {}
@@ -212,18 +215,18 @@ class MonkEmulator:
 def validate_event(event: object, latest: dt.datetime) -> tuple[str, str] | None:
     """Monk's rules for one event: (field, reason) of the first broken one, or None.
 
-    `latest` is the latest acceptable timestamp (now + 1 hour), naive UTC.
+    `latest` is the latest acceptable timestamp (now + 1 hour), naive UTC. The common
+    case is checked with set operations first: the emulator must keep up in benchmarks.
     """
     if type(event) is not dict:
         return ("event", "must be an object")
-    for name in event:
-        if name not in EVENT_FIELDS:
-            return (name, "unknown field")
-    has_id = "customerId" in event
-    if has_id == ("externalCustomerId" in event):
+    if not EVENT_FIELDS.issuperset(event):
+        return (next(name for name in event if name not in EVENT_FIELDS), "unknown field")
+    customer_id = event.get("customerId")
+    if ("customerId" in event) == ("externalCustomerId" in event):
         return ("customerId", "exactly one of customerId and externalCustomerId is required")
-    if has_id:
-        if not _is_uuid(event["customerId"]):
+    if customer_id is not None or "customerId" in event:
+        if not _is_uuid(customer_id):
             return ("customerId", "must be a customer UUID")
     elif not _non_empty_string(event["externalCustomerId"]):
         return ("externalCustomerId", "must be a non-empty string")
@@ -237,18 +240,18 @@ def validate_event(event: object, latest: dt.datetime) -> tuple[str, str] | None
         return ("idempotencyKey", "must be a non-empty string")
     if "contractId" in event and not _is_uuid(event["contractId"]):
         return ("contractId", "must be a contract UUID")
-    properties = event.get("properties")
-    if properties is not None or "properties" in event:
+    if "properties" in event:
+        properties = event["properties"]
         if type(properties) is not dict:
             return ("properties", "must be an object")
-        for name, value in properties.items():
-            if value is None or type(value) in (dict, list):
-                return (f"properties.{name}", "values must be strings, numbers or booleans")
+        if not PRIMITIVE_TYPES.issuperset(map(type, properties.values())):
+            name = next(k for k, v in properties.items() if type(v) not in PRIMITIVE_TYPES)
+            return (f"properties.{name}", "values must be strings, numbers or booleans")
     return None
 
 
 def _non_empty_string(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+    return type(value) is str and bool(value) and not value.isspace()
 
 
 def _is_uuid(value: object) -> bool:
