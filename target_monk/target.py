@@ -285,6 +285,7 @@ class TargetMonk(Target):
             max_in_flight=int(config.get("max_in_flight", 4)),
         )
         self._max_batch_bytes = int(config.get("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES))
+        self._summary_logged = False
         # The fast path: runs of records skip the SDK's generic per-record steps,
         # unless a setting needs them.
         self.fast_path = not any(
@@ -416,12 +417,10 @@ class TargetMonk(Target):
         self.delivery.finish()
         self._finish_report()
 
-    def _finish_report(self) -> None:
-        """Log the summary (per stream, and as one JSON line); write the receipt; say
-        what was dead-lettered, failing the run if asked to."""
-        sinks = [*self._sinks_active.values(), *self._sinks_to_clear]
+    def log_summary(self) -> dict[str, t.Any]:
+        """Log what the run did, per stream and as one JSON line; return it."""
         records_read: dict[str, int] = {}
-        for sink in sinks:
+        for sink in [*self._sinks_active.values(), *self._sinks_to_clear]:
             records_read[sink.stream_name] = (
                 records_read.get(sink.stream_name, 0) + sink._total_records_read
             )
@@ -440,6 +439,13 @@ class TargetMonk(Target):
                 totals["events_per_second"],
             )
         self.logger.info("target-monk summary: %s", json.dumps(summary, sort_keys=True))
+        self._summary_logged = True
+        return summary
+
+    def _finish_report(self) -> None:
+        """Log the summary; write the receipt; say what was dead-lettered, failing the
+        run if asked to."""
+        summary = self.log_summary()
         if self.dry_run:
             self.logger.warning(
                 "Dry run: nothing was sent and no STATE was written; %d request bodies are in %s",
@@ -488,12 +494,20 @@ class TargetMonk(Target):
         config: t.Any = None,
         file_input: t.IO[str] | None = None,
     ) -> None:
-        """Run the target; turn every known failure into one clear line and exit 1."""
+        """Run the target (as singer-sdk's Target.invoke does); on a known failure, log
+        what the run did, then one clear error line, and exit 1."""
+        super(Target, cls).invoke(about=about, about_format=about_format)  # --about
+        cls.print_version(print_fn=cls.logger.info)
+        target = cls(
+            config=config.config if config else {},
+            validate_config=True,
+            parse_env_config=config.parse_env if config else False,
+        )
         try:
-            super().invoke(
-                about=about, about_format=about_format, config=config, file_input=file_input
-            )
+            target.listen(file_input)
         except _FATAL as exc:
+            if not target._summary_logged:
+                target.log_summary()
             cls.logger.error("target-monk failed: %s", exc)
             sys.exit(1)
 

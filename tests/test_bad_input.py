@@ -106,6 +106,11 @@ def test_rejected_batch_fails_the_run_with_monks_error(
     assert "requestId req_scripted" in run.stderr
     assert len(emulator.requests) == 2, "a rejected batch must not be retried, nor later ones sent"
     assert run.states == [data.keys_before_state[4][0]]
+    lines = run.stderr.splitlines()
+    summary = next(i for i, line in enumerate(lines) if "target-monk summary: " in line)
+    failed = next(i for i, line in enumerate(lines) if "target-monk failed: " in line)
+    assert '"events_accepted": 5000' in lines[summary]  # what the failed run did
+    assert summary < failed
 
 
 @pytest.mark.parametrize("status", [401, 403])
