@@ -67,7 +67,7 @@ class SingerBytesReader(MsgSpecReader):
         counts: collections.Counter[str],
     ) -> None:
         on_records = self.on_records
-        run_stream: str | None = None
+        run_stream = ""
         run: list[dict] = []
         for line in lines:
             self._current_message = line
@@ -77,16 +77,11 @@ class SingerBytesReader(MsgSpecReader):
                 stream, record = message.get("stream"), message.get("record")
                 if type(stream) is str and type(record) is dict:
                     if stream != run_stream:
-                        if run:
-                            on_records(run_stream, run)  # type: ignore[arg-type]
-                            run = []
+                        run = self._hand_over(run_stream, run, counts)
                         run_stream = stream
                     run.append(record)
-                    counts["RECORD"] += 1
                     continue
-            if run:
-                on_records(run_stream, run)  # type: ignore[misc, arg-type]
-                run = []
+            run = self._hand_over(run_stream, run, counts)
             self.assert_line_requires(message, requires={"type"})
             callback = callbacks.get(kind)  # type: ignore[arg-type]
             if callback is None:
@@ -94,8 +89,17 @@ class SingerBytesReader(MsgSpecReader):
             else:
                 callback(message)
             counts[kind] += 1  # type: ignore[index]
-        if run:
-            on_records(run_stream, run)  # type: ignore[misc, arg-type]
+        self._hand_over(run_stream, run, counts)
+
+    def _hand_over(
+        self, stream: str, run: list[dict], counts: collections.Counter[str]
+    ) -> list[dict]:
+        """Pass a run of records on, if there is one; return the list for the next run."""
+        if not run:
+            return run
+        self.on_records(stream, run)  # type: ignore[misc]
+        counts["RECORD"] += len(run)
+        return []
 
 
 def _line_chunks(source: t.IO[t.Any]) -> t.Iterator[t.Sequence[str | bytes]]:
