@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import os
 import sys
@@ -503,6 +504,9 @@ class TargetMonk(Target):
             validate_config=True,
             parse_env_config=config.parse_env if config else False,
         )
+        # Everything built so far (modules, the SDK, the config) lives for the whole
+        # run: keep the garbage collector from re-scanning it for every batch.
+        gc.freeze()
         try:
             target.listen(file_input)
         except _FATAL as exc:
