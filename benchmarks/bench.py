@@ -3,9 +3,13 @@
     .venv/bin/python benchmarks/bench.py                       # 200k events, loopback
     .venv/bin/python benchmarks/bench.py --records 100000 --latency 0.25
     .venv/bin/python benchmarks/bench.py --records 1000000 --only target-monk
+    .venv/bin/python benchmarks/bench.py --emulator-url http://HOST:8787   # emulator elsewhere
 
-Generates a Singer file (cached in the temp dir), starts the Monk emulator on
-127.0.0.1 in its own process (optionally adding latency to every request), runs
+Generates a Singer file (cached in the temp dir) and starts the Monk emulator on
+127.0.0.1 in its own process (optionally adding latency to every request). With
+--emulator-url it uses one already running instead, e.g. on another machine so that
+it does not share the contenders' cores (start it there with
+`tests/monk_emulator.py --host 0.0.0.0 --api-key <API_KEY below>`). It runs
 each contender as a subprocess reading that file, and prints wall time, events/s
 and peak RSS of the median of --repeat runs, with the slowest and fastest rate.
 The number of distinct events Monk holds is checked after each run.
@@ -132,6 +136,7 @@ def contenders(path: Path, url: str, tmp: Path, max_in_flight: int) -> dict[str,
                 "event_name_field": "event_name",
                 "max_in_flight": max_in_flight,
                 "idempotency_key_template": "sync_{id}",
+                "allow_insecure_http": True,  # the emulator speaks plain http
             }
         )
     )
@@ -161,6 +166,9 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=4)
     parser.add_argument("--only", help="comma-separated contender names (prefixes)")
     parser.add_argument("--repeat", type=int, default=3, help="runs each; the median is shown")
+    parser.add_argument(
+        "--emulator-url", help="a Monk emulator already running (e.g. on another machine)"
+    )
     args = parser.parse_args()
 
     path = singer_file(args.records)
@@ -173,7 +181,12 @@ def main() -> None:
         f"{'contender':<26}{'wall s':>8}{'events/s':>11}{'(slowest-fastest)':>20}"
         f"{'peak RSS MiB':>14}  delivered"
     )
-    with tempfile.TemporaryDirectory() as tmp, emulator_process() as url:
+    emulator = (
+        contextlib.nullcontext(args.emulator_url.rstrip("/"))
+        if args.emulator_url
+        else emulator_process()
+    )
+    with tempfile.TemporaryDirectory() as tmp, emulator as url:
         for name, command in contenders(path, url, Path(tmp), args.max_in_flight).items():
             if args.only and not any(name.startswith(p) for p in args.only.split(",")):
                 continue
