@@ -13,10 +13,9 @@ import urllib.parse
 from dataclasses import dataclass
 
 import backoff
-import msgspec
 import requests
 
-from target_monk.outputs import JsonLinesFile
+from target_monk.outputs import JsonLinesFile, encode_json
 
 BATCH_PATH = "/v1/events/batch"
 MAX_RETRY_AFTER_SECONDS = 60.0
@@ -25,12 +24,9 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 logger = logging.getLogger("target-monk.client")
 
 
-_BODY_ENCODER = msgspec.json.Encoder(decimal_format="number")
-
-
 def encode_batch(events: list[dict[str, t.Any]]) -> bytes:
     """The JSON body of one batch request (Decimal property values as numbers)."""
-    return _BODY_ENCODER.encode({"events": events})
+    return encode_json({"events": events})
 
 
 Events = list[dict[str, t.Any]]

@@ -1,4 +1,5 @@
-"""Local JSON Lines files the target writes: dead letters and dry-run request bodies."""
+"""What the target writes: JSON (Decimals as numbers) and local JSON Lines files
+(dead letters, dry-run request bodies)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import msgspec
 
-_ENCODER = msgspec.json.Encoder(decimal_format="number")
+encode_json = msgspec.json.Encoder(decimal_format="number").encode
+"""Compact JSON bytes, Decimal values written as numbers with all their digits."""
 
 
 class JsonLinesFile:
@@ -23,7 +25,7 @@ class JsonLinesFile:
 
     def write(self, document: object) -> None:
         """Append `document` as one line (Decimals as numbers, datetimes as ISO text)."""
-        self.write_encoded(_ENCODER.encode(document))
+        self.write_encoded(encode_json(document))
 
     def write_encoded(self, line: bytes) -> None:
         """Append an already-encoded JSON document as one line."""
@@ -34,10 +36,3 @@ class JsonLinesFile:
             self._file.write(line + b"\n")
             self._file.flush()
             self.count += 1
-
-    def close(self) -> None:
-        """Close the file if it was opened."""
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None

@@ -27,7 +27,7 @@ from target_monk.client import (
 )
 from target_monk.delivery import Batch, Delivery, DeliveryFailed
 from target_monk.mapping import InvalidRecordError, MappingConfigError
-from target_monk.outputs import JsonLinesFile
+from target_monk.outputs import JsonLinesFile, encode_json
 from target_monk.reader import SingerBytesReader
 from target_monk.report import RunReport
 from target_monk.sinks import MonkSink
@@ -371,7 +371,7 @@ class TargetMonk(Target):
         A dry run writes none, so the bookmark never moves."""
         if self.dry_run:
             return
-        sys.stdout.write(_JSON_ENCODER.encode(state).decode() + "\n")
+        sys.stdout.write(encode_json(state).decode() + "\n")
         sys.stdout.flush()
 
     # Singer message handling.
@@ -454,7 +454,7 @@ class TargetMonk(Target):
                 self.client.bodies.path,  # type: ignore[union-attr]
             )
         if self.config.get("summary_path"):
-            receipt = _JSON_ENCODER.encode({"run": summary, "usage": self.report.receipt()})
+            receipt = encode_json({"run": summary, "usage": self.report.receipt()})
             Path(self.config["summary_path"]).write_bytes(msgspec.json.format(receipt) + b"\n")
         if summary["dead_lettered"]:
             path = self.dead_letters.path  # type: ignore[union-attr]
@@ -529,4 +529,3 @@ _FATAL = (
     InvalidInputLine,
     RecordsWithoutSchemaException,
 )
-_JSON_ENCODER = msgspec.json.Encoder(decimal_format="number")
