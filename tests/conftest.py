@@ -115,6 +115,44 @@ class TargetRun:
     keys_held_at_state: list[set[str]]
 
 
+def start_target(
+    config: dict[str, t.Any], tmp_path: Path, stderr: int = subprocess.PIPE
+) -> subprocess.Popen:
+    """Start `python -m target_monk` with `config`, its stdin and stdout piped."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_MONK_")}
+    return subprocess.Popen(
+        [*TARGET, "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=env,
+    )
+
+
+def feed(process: subprocess.Popen, data: bytes) -> None:
+    """Write all of `data` to the process's stdin and close it (it may exit first)."""
+    try:
+        process.stdin.write(data)
+        process.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def wait_until(
+    condition: t.Callable[[], object],
+    timeout: float = 30.0,
+    process: subprocess.Popen | None = None,
+) -> None:
+    """Poll `condition` until it holds; fail after `timeout` s, or if `process` ends."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process is None or process.poll() is None, "the process ended first"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def run_target(
     config: dict[str, t.Any],
     input_text: str | bytes,
@@ -125,30 +163,17 @@ def run_target(
 ) -> TargetRun:
     """Pipe input into `python -m target_monk`; note when each STATE line appeared and
     which idempotency keys the emulator held at that moment."""
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_MONK_")}
-    process = subprocess.Popen(
-        [*TARGET, "--config", str(config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    process = start_target(config, tmp_path)
     data = input_text.encode() if isinstance(input_text, str) else input_text
     stderr_chunks: list[bytes] = []
-
-    def feed() -> None:
-        try:
-            process.stdin.write(data)
-            process.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
 
     def drain_stderr() -> None:
         stderr_chunks.append(process.stderr.read())
 
-    threads = [threading.Thread(target=feed), threading.Thread(target=drain_stderr)]
+    threads = [
+        threading.Thread(target=feed, args=(process, data)),
+        threading.Thread(target=drain_stderr),
+    ]
     for thread in threads:
         thread.start()
     if on_started:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from conftest import (
     API_KEY,
-    TARGET,
     base_config,
     interleaved_input,
     record_message,
     run_target,
     schema_message,
+    start_target,
+    wait_until,
 )
 from monk_emulator import MonkEmulator, Rule
 
@@ -140,24 +139,6 @@ def test_retries_exhausted_fails_naming_the_batch(emulator: MonkEmulator, tmp_pa
     assert run.states == [data.keys_before_state[4][0]]
 
 
-def start_target(config: dict, tmp_path: Path) -> subprocess.Popen:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    return subprocess.Popen(
-        [*TARGET, "--config", str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_while_a_batch_keeps_failing_exits_non_zero_without_state(
     emulator: MonkEmulator, tmp_path: Path, signum: int
@@ -167,7 +148,7 @@ def test_signal_while_a_batch_keeps_failing_exits_non_zero_without_state(
     process = start_target(config, tmp_path)
     process.stdin.write(full_batch_then().encode())
     process.stdin.flush()
-    wait_for(lambda: len(emulator.requests) >= 2)
+    wait_until(lambda: len(emulator.requests) >= 2)
     process.send_signal(signum)
     out, err = process.communicate(timeout=30)
     assert process.returncode != 0

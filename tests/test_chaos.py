@@ -13,19 +13,20 @@ import json
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from conftest import (
-    TARGET,
     SingerInput,
     TargetRun,
     base_config,
+    feed,
     interleaved_input,
     record_message,
     run_target,
     schema_message,
+    start_target,
+    wait_until,
 )
 from monk_emulator import MonkEmulator, Rule
 
@@ -96,21 +97,13 @@ def test_sigkill_then_replay_from_the_last_state(emulator: MonkEmulator, tmp_pat
     total = 30_000
     data = interleaved_input({"s": total}, state_every=1000)
     emulator.fail_from = (1, Rule(delay=0.3))
-    config_path = tmp_path / "config.json"
     # Two in flight, each request slow: the kill surely lands with batches still to send.
-    config_path.write_text(json.dumps(base_config(emulator, max_in_flight=2)))
-    process = subprocess.Popen(
-        [*TARGET, "--config", str(config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    feeder = threading.Thread(target=_feed, args=(process, data.text().encode()))
+    config = base_config(emulator, max_in_flight=2)
+    process = start_target(config, tmp_path, stderr=subprocess.DEVNULL)
+    feeder = threading.Thread(target=feed, args=(process, data.text().encode()))
     feeder.start()
     first_state = json.loads(process.stdout.readline())
-    deadline = time.monotonic() + 60
-    while len(emulator.accepted_requests()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: len(emulator.accepted_requests()) >= 3, timeout=60)
     process.send_signal(signal.SIGKILL)
     states = [first_state] + [json.loads(line) for line in process.stdout]
     process.wait(timeout=30)
@@ -133,14 +126,6 @@ def test_sigkill_then_replay_from_the_last_state(emulator: MonkEmulator, tmp_pat
     assert emulator.held_keys() == data.keys_before_state[-1][1]  # nothing lost
     assert len(emulator.events) == total  # nothing doubled: one event per row
     assert rerun.states[-1] == data.keys_before_state[-1][0]
-
-
-def _feed(process: subprocess.Popen, data: bytes) -> None:
-    try:
-        process.stdin.write(data)
-        process.stdin.close()
-    except (BrokenPipeError, OSError):
-        pass
 
 
 def test_odd_but_valid_records(emulator: MonkEmulator, tmp_path: Path) -> None:

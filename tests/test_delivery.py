@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from conftest import wait_until
 
 from target_monk.delivery import Batch, Delivery, DeliveryFailed
 
@@ -54,15 +55,6 @@ def receive(delivery: Delivery, holder: str, count: int) -> None:
 
 def send(delivery: Delivery, holder: str) -> None:
     delivery.submit(holder, BUFFERS.pop((id(delivery), holder)), holder)
-
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    event = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        event.wait(0.01)
-    raise AssertionError("condition not reached")
 
 
 def test_later_batch_finishing_first_does_not_release_state() -> None:
