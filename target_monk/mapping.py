@@ -14,7 +14,7 @@ import msgspec
 MAX_FUTURE = dt.timedelta(hours=1)
 """Monk refuses events stamped more than this far in the future."""
 
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 _PLAIN_TYPES = frozenset({str, int, bool})
 _MAX_PLANS = 64
 

@@ -41,7 +41,8 @@ class SingerBytesReader(MsgSpecReader):
         try:
             message = decoder.decode(line)
         except (msgspec.DecodeError, UnicodeError) as exc:
-            reason = "not valid UTF-8" if isinstance(exc, UnicodeError) else str(exc)
+            # Our own words for bad UTF-8: msgspec's changed between releases.
+            reason = str(exc) if _is_utf8(line) else "not valid UTF-8"
             msg = f"Unable to parse input line as JSON ({reason}): {line[:_SHOWN_CHARS]!r}"
             raise InvalidInputLine(msg) from None
         if type(message) is not dict:
@@ -100,6 +101,16 @@ class SingerBytesReader(MsgSpecReader):
         self.on_records(stream, run)  # type: ignore[misc]
         counts["RECORD"] += len(run)
         return []
+
+
+def _is_utf8(line: str | bytes) -> bool:
+    if isinstance(line, str):
+        return True
+    try:
+        line.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _line_chunks(source: t.IO[t.Any]) -> t.Iterator[t.Sequence[str | bytes]]:

@@ -38,7 +38,7 @@ class MonkSink(BatchSink):
 
     def process_record(self, record: dict, context: dict) -> None:
         """The SDK's path: one record, after the SDK's own per-record steps."""
-        self._map_into_batch([record], 0, 1, dt.datetime.now(dt.timezone.utc))
+        self._map_into_batch([record], 0, 1, dt.datetime.now(dt.UTC))
 
     def add_records(self, records: list[dict], start: int, now: dt.datetime) -> int:
         """The target's fast path: map records from `start` on into the batch, until the

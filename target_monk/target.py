@@ -386,7 +386,7 @@ class TargetMonk(Target):
         sink = self._sinks_active.get(stream)
         if sink is None:
             self._assert_sink_exists(stream)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         done = 0
         while done < len(records):
             done = sink.add_records(records, done, now)  # type: ignore[union-attr]
@@ -406,6 +406,15 @@ class TargetMonk(Target):
     def _send_batches_holding_back_state(self) -> None:
         for holder in self.delivery.holders_blocking_states():
             self.drain_one(holder)  # type: ignore[arg-type]
+
+    def _assert_sink_exists(self, stream_name: str) -> None:
+        """Fail on a message for a stream with no SCHEMA yet, in target-monk's words."""
+        if not self.sink_exists(stream_name):
+            msg = (
+                f"A message for stream '{stream_name}' arrived before its SCHEMA message: "
+                "the tap broke the Singer spec"
+            )
+            raise RecordsWithoutSchemaException(msg)
 
     def _process_state_message(self, message_dict: dict) -> None:
         """Queue the STATE; it is written once every earlier record is accepted."""

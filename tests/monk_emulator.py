@@ -184,7 +184,7 @@ class MonkEmulator:
             return _error(
                 413, "BATCH_TOO_LARGE", f"At most {MAX_EVENTS} events per request", request_id
             )
-        latest = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(hours=1)
+        latest = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(hours=1)
         details = []
         for index, event in enumerate(events):
             problem = validate_event(event, latest)

@@ -82,7 +82,7 @@ def test_non_utf8_bytes(emulator: MonkEmulator, tmp_path: Path) -> None:
 def test_record_before_schema(emulator: MonkEmulator, tmp_path: Path) -> None:
     text = full_batch_then(record_message("other", 1))
     run = run_target(base_config(emulator), text, tmp_path, emulator)
-    assert_stopped_at_the_bad_line(run, emulator, "'other'", "before a corresponding schema")
+    assert_stopped_at_the_bad_line(run, emulator, "'other'", "before its SCHEMA")
 
 
 def test_stream_without_keys_refused_at_schema_with_a_fix(

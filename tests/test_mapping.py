@@ -14,7 +14,7 @@ from target_monk.mapping import (
     MappingSettings,
 )
 
-NOW = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.UTC)
 UUID = "6f1c2a1e-93a4-4a51-9d1c-2b0c6f9d7e10"
 BASE = {
     "id": 7,
@@ -131,7 +131,7 @@ def test_properties_are_the_unmapped_fields_flattened() -> None:
         "note": None,
         "meta": {"model": "m1", "cfg": {"temp": 0.5, "skip": None}},
         "tags": ["a", {"b": decimal.Decimal("1.0")}],
-        "seen_at": dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc),
+        "seen_at": dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
         "_sdc_extracted_at": "2026-03-15T00:00:00Z",
     }
     assert mapped(record)["properties"] == {
