@@ -87,35 +87,146 @@ def utc_timestamp(value: object) -> dt.datetime:
 
 
 def format_utc(moment: dt.datetime) -> str:
-    """Format an aware UTC datetime the way Monk documents it: `...T10:30:00Z`."""
-    return moment.isoformat()[:-6] + "Z"
+    """The one text of an aware UTC instant, as Monk documents timestamps:
+    `2026-03-15T10:30:00Z`, with a fraction only if it has microseconds, without
+    trailing zeros (`2026-03-15T10:30:00.25Z`)."""
+    text = moment.isoformat()[:-6]
+    return (text.rstrip("0") if moment.microsecond else text) + "Z"
 
 
 def _parse_iso(text: str) -> dt.datetime:
     try:
         return dt.datetime.fromisoformat(text)
     except ValueError:
-        if text[-1:] in ("Z", "z"):  # Python 3.10 does not read the Z suffix
-            return dt.datetime.fromisoformat(text[:-1] + "+00:00")
         msg = f"{text!r} is not an ISO 8601 date-time"
         raise ValueError(msg) from None
 
 
 def _utc_moment_and_text(value: object) -> tuple[dt.datetime, str]:
-    """The instant, and its text for Monk. Formatting is costly, so a UTC string in
-    extended ISO 8601 form is sent as it came (with `+00:00` written as `Z`)."""
-    if type(value) is str and value[10:11] == "T" and value[4:5] == value[7:8] == "-":
-        try:
-            moment = dt.datetime.fromisoformat(value)  # reads "Z" from Python 3.11 on
-        except ValueError:
-            moment = _parse_iso(value)
-        if moment.tzinfo is _UTC:
-            if value[-1] == "Z":
-                return moment, value
-            if value.endswith("+00:00"):
-                return moment, value[:-6] + "Z"
+    """The instant, and its text for Monk. Formatting is costly, so a string already in
+    the one canonical form (`YYYY-MM-DDTHH:MM:SSZ`) is sent as it came."""
+    if (
+        type(value) is str
+        and len(value) == 20
+        and value[19] == "Z"
+        and value[10] == "T"
+        and value[4] == value[7] == "-"
+        and value[13] == value[16] == ":"
+    ):
+        return dt.datetime.fromisoformat(value), value
     moment = utc_timestamp(value)
     return moment, format_utc(moment)
+
+
+DATELIKE_FORMATS = frozenset({"date-time", "date", "time"})
+
+
+def datelike_fields(schema: t.Mapping[str, t.Any] | None) -> dict[str, str]:
+    """Top-level fields the stream's JSON Schema declares as strings of format
+    date-time, date or time (also inside anyOf), with that format."""
+    found = {}
+    for name, spec in ((schema or {}).get("properties") or {}).items():
+        for option in (spec, *(spec.get("anyOf") or ())) if isinstance(spec, dict) else ():
+            kinds = option.get("type") if isinstance(option, dict) else None
+            kinds = [kinds] if isinstance(kinds, str) else kinds or []
+            if "string" in kinds and option.get("format") in DATELIKE_FORMATS:
+                found[name] = option["format"]
+                break
+    return found
+
+
+def canonical_text(value: object, datelike: str | None = None) -> str:
+    """The one text of a key or template value, whatever path the record took.
+
+    Strings are kept as they are, unless the schema declares them date-like
+    (`datelike` is 'date-time', 'date' or 'time'): then, as date-time objects are,
+    by their value: a date-time as its UTC instant (`format_utc`), a date as
+    `YYYY-MM-DD`, a time in ISO form. Integers in decimal; booleans `True`/`False`;
+    decimals and floats as the shortest plain decimal of their value (`12.50` ->
+    `12.5`, `5.0` -> `5`, `1E+2` -> `100`).
+
+    Raises:
+        ValueError: a date-like string that does not parse, a non-finite number, or a
+            value with no canonical text (an object or an array).
+    """
+    kind = type(value)
+    if kind is str:
+        if datelike is None:
+            return value  # type: ignore[return-value]
+        value = _parse_datelike(value, datelike)  # type: ignore[arg-type]
+    elif kind is int or kind is bool:
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return format_utc(utc_timestamp(value))
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, float)):
+        return _number_text(value)
+    if isinstance(value, (str, int)):  # subclasses
+        return str(value)
+    msg = f"a {type(value).__name__} has no canonical text for a key"
+    raise ValueError(msg)
+
+
+def _parse_datelike(text: str, datelike: str) -> dt.date | dt.time:
+    parse = {"date": dt.date.fromisoformat, "time": dt.time.fromisoformat}.get(
+        datelike, dt.datetime.fromisoformat
+    )
+    try:
+        return parse(text.strip())
+    except ValueError:
+        msg = f"{text!r} is not an ISO 8601 {datelike}"
+        raise ValueError(msg) from None
+
+
+def _number_text(value: decimal.Decimal | float) -> str:
+    number = value if isinstance(value, decimal.Decimal) else decimal.Decimal(repr(value))
+    if not number.is_finite():
+        msg = f"{value!r} is not a finite number"
+        raise ValueError(msg)
+    if not number:
+        return "0"
+    exact = decimal.Context(prec=max(1, len(number.as_tuple().digits)))
+    return format(number.normalize(exact), "f")
+
+
+def _escaped(text: str) -> str:
+    """A key part that other parts follow: `\\` and `:` escaped, so that no two
+    distinct tuples of values give one key. Text with neither is unchanged."""
+    if ":" in text or "\\" in text:
+        return text.replace("\\", "\\\\").replace(":", "\\:")
+    return text
+
+
+def _template_fields(stream: str, template: str | None) -> tuple[str, ...]:
+    """The top-level names a key template uses (`{a.b}` and `{a[0]}` use `a`).
+
+    Raises:
+        MappingConfigError: a template that cannot give one key per row: it has
+            positional fields, does not parse, or names no field of the record.
+    """
+    if not template:
+        return ()
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        msg = f"idempotency_key_template {template!r} for stream '{stream}' does not parse: {exc}"
+        raise MappingConfigError(msg) from None
+    bases = tuple(dict.fromkeys(name.split(".")[0].split("[")[0] for name in names))
+    if any(not base or base.isdigit() for base in bases):
+        msg = (
+            f"idempotency_key_template {template!r} has a positional field ({{}} or {{0}}): "
+            "name the record's fields, e.g. 'sync_{id}'"
+        )
+        raise MappingConfigError(msg)
+    if not set(bases) - {"stream"}:
+        msg = (
+            f"idempotency_key_template {template!r} names no field of the record, so "
+            f"every row of stream '{stream}' would get the same key: use its key "
+            "fields, e.g. 'sync_{id}'"
+        )
+        raise MappingConfigError(msg)
+    return bases
 
 
 class EventMapper:
@@ -126,11 +237,16 @@ class EventMapper:
         stream: str,
         key_properties: t.Sequence[str],
         settings: MappingSettings,
+        schema: t.Mapping[str, t.Any] | None = None,
     ) -> None:
         """Check that the stream can be keyed, and precompute what every record needs.
 
+        `schema` (the stream's JSON Schema) tells which string fields are date-like:
+        their values are read as dates and times wherever they are used.
+
         Raises:
-            MappingConfigError: the stream has neither key properties nor a template.
+            MappingConfigError: the stream has neither key properties nor a template,
+                or the template cannot give one key per row.
         """
         if not key_properties and not settings.idempotency_key_template:
             msg = (
@@ -145,11 +261,11 @@ class EventMapper:
         self.key_properties = tuple(key_properties)
         self.settings = settings
         s = settings
-        template = s.idempotency_key_template or ""
-        self._template_uses_stream = "stream" in {
-            (name or "").split(".")[0].split("[")[0]
-            for _, name, _, _ in string.Formatter().parse(template)
-        }
+        self._datelike = datelike_fields(schema)
+        self._key_plan = tuple((name, self._datelike.get(name)) for name in key_properties)
+        self._key_prefix = _escaped(stream) + ":"
+        self._template_fields = _template_fields(stream, s.idempotency_key_template)
+        self.template_uses_stream = "stream" in self._template_fields
         self._property_plans: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._used_fields = frozenset(
             {
@@ -160,6 +276,12 @@ class EventMapper:
             }
             | ({s.event_name_field} if s.event_name is None else set())
         )
+        self._datelike_properties = {
+            name: kind
+            for name, kind in self._datelike.items()
+            if name not in self._used_fields
+            and (s.property_fields is None or name in s.property_fields)
+        }
 
     def record_key(self, record: t.Mapping[str, t.Any]) -> str:
         """Describe the record for error messages: its key property values."""
@@ -173,30 +295,71 @@ class EventMapper:
         return InvalidRecordError(self.stream, self.record_key(record), field, reason)
 
     def idempotency_key(self, record: t.Mapping[str, t.Any]) -> str:
-        """The same source row always gives the same key, across runs and versions."""
-        template = self.settings.idempotency_key_template
-        if template:
-            try:
-                if self._template_uses_stream:
-                    return template.format_map({**record, "stream": self.stream})
-                return template.format_map(record)
-            except KeyError as missing:
-                raise self._invalid(
-                    record,
-                    str(missing.args[0]),
-                    f"missing from the record but used by idempotency_key_template {template!r}",
-                ) from None
-            except (IndexError, ValueError, AttributeError) as exc:
-                raise self._invalid(
-                    record, "idempotency_key_template", f"cannot format {template!r}: {exc}"
-                ) from None
+        """The same source row always gives the same key, across runs, versions and
+        paths; distinct rows of a stream never share a default key.
+
+        Default: `{stream}:{v1}:{v2}...` of the key properties' canonical texts; in a
+        composite key, a `:` or `\\` inside any value but the last is escaped with `\\`
+        (single values, and values without either, are as they always were)."""
+        if self._template_fields:
+            return self._template_key(record)
+        plan = self._key_plan
+        if len(plan) == 1:  # the common case
+            name, datelike = plan[0]
+            value = record.get(name)
+            if type(value) is int or (type(value) is str and value and datelike is None):
+                return f"{self._key_prefix}{value}"
+            return self._key_prefix + self._key_text(record, name, value, datelike)
+        last = len(plan) - 1
         parts = []
-        for name in self.key_properties:
+        for index, (name, datelike) in enumerate(plan):
+            text = self._key_text(record, name, record.get(name), datelike)
+            parts.append(text if index == last else _escaped(text))
+        return self._key_prefix + ":".join(parts)
+
+    def _key_text(
+        self, record: t.Mapping[str, t.Any], name: str, value: object, datelike: str | None
+    ) -> str:
+        if value is None or value == "":
+            raise self._invalid(record, name, "key property is missing or empty")
+        try:
+            return canonical_text(value, datelike)
+        except ValueError as exc:
+            raise self._invalid(record, name, f"cannot be part of the key: {exc}") from None
+
+    def _template_key(self, record: t.Mapping[str, t.Any]) -> str:
+        """`idempotency_key_template` over the canonical texts of the fields it names
+        (integers stay integers, so `{id:08d}` works; objects and arrays are passed
+        as they are, for `{obj[a]}`)."""
+        template = t.cast("str", self.settings.idempotency_key_template)
+        values: dict[str, object] = {}
+        for name in self._template_fields:
+            if name == "stream":
+                values[name] = self.stream
+                continue
             value = record.get(name)
             if value is None or value == "":
-                raise self._invalid(record, name, "key property is missing or empty")
-            parts.append(str(value))
-        return f"{self.stream}:{':'.join(parts)}"
+                reason = "missing or empty"
+                if name in record:
+                    raise self._invalid(record, name, f"{reason}, but used by {template!r}")
+                raise self._invalid(
+                    record,
+                    name,
+                    f"missing from the record but used by idempotency_key_template {template!r}",
+                )
+            if type(value) is int or isinstance(value, (dict, list)):
+                values[name] = value
+            else:
+                try:
+                    values[name] = canonical_text(value, self._datelike.get(name))
+                except ValueError as exc:
+                    raise self._invalid(record, name, f"cannot be part of the key: {exc}") from None
+        try:
+            return template.format_map(values)
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+            raise self._invalid(
+                record, "idempotency_key_template", f"cannot format {template!r}: {exc!r}"
+            ) from None
 
     def map(self, record: t.Mapping[str, t.Any], now: dt.datetime) -> dict[str, t.Any]:
         """Return the Monk event for `record`, valid by every rule of Monk's API.
@@ -286,9 +449,22 @@ class EventMapper:
         else:
             names = self._unused_fields(tuple(record))
         properties = {k: record[k] for k in names if k in record}
+        if self._datelike_properties:
+            self._read_datelike(record, properties)
         if _PLAIN_TYPES.issuperset(map(type, properties.values())):
             return properties  # the common case: nothing to flatten, drop or convert
         return self._flattened(record, properties)
+
+    def _read_datelike(self, record: t.Mapping[str, t.Any], properties: dict[str, t.Any]) -> None:
+        """Date-like strings (by the schema) become their canonical text, as date and
+        time objects do, so every path and file format sends the same text."""
+        for name, datelike in self._datelike_properties.items():
+            value = properties.get(name)
+            if type(value) is str:
+                try:
+                    properties[name] = canonical_text(value, datelike)
+                except ValueError as exc:
+                    raise self._invalid(record, name, str(exc)) from None
 
     def _unused_fields(self, fields: tuple[str, ...]) -> tuple[str, ...]:
         """The record's fields not mapped to event fields, nor `_sdc_*` (cached by layout:
@@ -370,7 +546,7 @@ def _primitive(name: str, value: object) -> object:
             msg = f"{name}: {exc}"
             raise ValueError(msg) from None
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
+        return canonical_text(value)
     msg = f"{name}: a {type(value).__name__} is not a primitive value"
     raise ValueError(msg)
 
@@ -394,3 +570,57 @@ def _enc_hook(obj: object) -> object:
 
 
 _ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook, decimal_format="number")
+
+
+class KeySpace:
+    """The keys of one run's streams, across streams: a key template without
+    `{stream}` may serve one stream only (two would share keys), and each
+    `stream_overrides` name must be a stream's exact name."""
+
+    def __init__(self, stream_overrides: t.Iterable[str]) -> None:
+        """Remember the override names to check streams against."""
+        self._overrides = set(stream_overrides)
+        self._streams: set[str] = set()
+        self._template_streams: dict[str, str] = {}
+
+    def add(self, mapper: EventMapper) -> None:
+        """Check a stream as its SCHEMA arrives, before any of its records.
+
+        Raises:
+            MappingConfigError: an override meant for this stream but misspelt, or a
+                template without `{stream}` that another stream already uses.
+        """
+        stream = mapper.stream
+        self._streams.add(stream)
+        for name in self._overrides:
+            if name != stream and _loose(name) == _loose(stream):
+                msg = (
+                    f"stream_overrides has '{name}' but the stream is '{stream}': the "
+                    "name must match exactly, or the override does not apply"
+                )
+                raise MappingConfigError(msg)
+        template = mapper.settings.idempotency_key_template
+        if template and not mapper.template_uses_stream:
+            first = self._template_streams.setdefault(template, stream)
+            if first != stream:
+                msg = (
+                    f"idempotency_key_template {template!r} has no {{stream}} and serves "
+                    f"streams '{first}' and '{stream}': rows of both with the same values "
+                    "would share a key and Monk would keep only one. Add {stream} to it, "
+                    "or set a template per stream in stream_overrides."
+                )
+                raise MappingConfigError(msg)
+
+    def warnings(self) -> list[str]:
+        """What to tell at the end of the run: overrides that matched no stream."""
+        unused = sorted(self._overrides - self._streams)
+        if not unused:
+            return []
+        return [
+            f"stream_overrides names {unused}, which no stream of this run matched: "
+            "check the names (they must equal the tap's stream names exactly)"
+        ]
+
+
+def _loose(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())

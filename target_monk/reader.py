@@ -50,6 +50,11 @@ class SingerBytesReader(MsgSpecReader):
             raise InvalidInputLine(msg)
         return message
 
+    def _process_unknown_message(self, message_dict: dict) -> None:
+        """A message type the Singer spec does not define fails the run (never skipped)."""
+        msg = f"Unknown Singer message type {message_dict.get('type')!r}: {message_dict!r}"[:300]
+        raise InvalidInputLine(msg)
+
     def process_lines(
         self,
         file_input: t.IO[t.Any] | None,
@@ -57,7 +62,7 @@ class SingerBytesReader(MsgSpecReader):
     ) -> collections.Counter[str]:
         """Call the callback of each line's message type; count lines by type."""
         counts: collections.Counter[str] = collections.Counter()
-        for lines in _line_chunks(file_input or self.default_input):
+        for lines in _input_chunks(file_input or self.default_input):
             self._process_chunk(lines, callbacks, counts)
         return counts
 
@@ -113,7 +118,7 @@ def _is_utf8(line: str | bytes) -> bool:
     return True
 
 
-def _line_chunks(source: t.IO[t.Any]) -> t.Iterator[t.Sequence[str | bytes]]:
+def _input_chunks(source: t.IO[t.Any]) -> t.Iterator[t.Sequence[str | bytes]]:
     """The input's lines, in chunks of whatever was ready to read (binary input), or
     one line at a time (text input, e.g. `--input FILE`)."""
     read1 = getattr(source, "read1", None)
@@ -121,8 +126,14 @@ def _line_chunks(source: t.IO[t.Any]) -> t.Iterator[t.Sequence[str | bytes]]:
         for line in source:
             yield (line,)
         return
+    yield from line_chunks(read1)
+
+
+def line_chunks(read: t.Callable[[int], bytes]) -> t.Iterator[list[bytes]]:
+    """Non-blank lines from `read(size)` calls, a list per read; a line split over
+    many reads is joined once."""
     unfinished: list[bytes] = []  # pieces of a line still being read (long lines)
-    while data := read1(_READ_SIZE):
+    while data := read(_READ_SIZE):
         if b"\n" not in data:
             unfinished.append(data)
             continue
@@ -133,4 +144,4 @@ def _line_chunks(source: t.IO[t.Any]) -> t.Iterator[t.Sequence[str | bytes]]:
         yield [line for line in lines if line]  # blank lines carry nothing
     rest = b"".join(unfinished)
     if rest.strip():
-        yield (rest,)
+        yield [rest]

@@ -31,10 +31,17 @@ class MonkSink(BatchSink):
             stream_name,
             key_properties or (),
             MappingSettings.from_config(target.config, stream_name),
+            schema,
         )
+        target.key_space.add(self._mapper)
         self._events: list[dict[str, t.Any]] = []
         self._count_per_batch = target.fast_path  # the SDK's path counts each record
         self._max_rows = self.max_size
+
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: t.Any) -> None:
+        """Leave date-time strings as they came (an SDK internal, called by
+        `Sink._validate_and_parse`): mapping reads them itself, the same way on every
+        path, so a stream map or validate_records never changes a key or an event."""
 
     def process_record(self, record: dict, context: dict) -> None:
         """The SDK's path: one record, after the SDK's own per-record steps."""

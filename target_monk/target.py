@@ -14,8 +14,11 @@ import msgspec
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, RecordsWithoutSchemaException
+from singer_sdk.helpers._batch import BatchConfig
+from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
+from target_monk.batch_files import BatchFileError, batch_records
 from target_monk.client import (
     DryRunClient,
     MonkClient,
@@ -26,7 +29,7 @@ from target_monk.client import (
     encode_in_parts,
 )
 from target_monk.delivery import Batch, Delivery, DeliveryFailed
-from target_monk.mapping import InvalidRecordError, MappingConfigError
+from target_monk.mapping import InvalidRecordError, KeySpace, MappingConfigError
 from target_monk.outputs import JsonLinesFile, encode_json
 from target_monk.reader import SingerBytesReader
 from target_monk.report import RunReport
@@ -108,6 +111,7 @@ class TargetMonk(Target):
     name = "target-monk"
     default_sink_class = MonkSink
     message_reader_class = SingerBytesReader
+    capabilities: t.ClassVar[list[t.Any]] = [*Target.capabilities, PluginCapabilities.BATCH]
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -286,6 +290,7 @@ class TargetMonk(Target):
             max_in_flight=int(config.get("max_in_flight", 4)),
         )
         self._max_batch_bytes = int(config.get("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES))
+        self.key_space = KeySpace(config.get("stream_overrides") or {})
         self._summary_logged = False
         # The fast path: runs of records skip the SDK's generic per-record steps,
         # unless a setting needs them.
@@ -396,12 +401,47 @@ class TargetMonk(Target):
         self._handle_max_record_age()
 
     def _process_record_message(self, message_dict: dict) -> None:
-        """The SDK's path, plus: after a full batch goes out, send partial batches of
-        other streams that hold back the newest STATE."""
+        """The SDK's path, plus: a RECORD that is not an object fails the run; after a
+        full batch goes out, partial batches of other streams that hold back the
+        newest STATE are sent."""
+        self._assert_line_requires(message_dict, requires={"stream", "record"})
+        if type(message_dict["record"]) is not dict or type(message_dict["stream"]) is not str:
+            msg = f"RECORD whose stream is not a string or record not an object: {message_dict!r}"
+            raise InvalidInputLine(msg[:300])
         batches_before = self.delivery.batches_submitted
         super()._process_record_message(message_dict)
         if self.delivery.batches_submitted != batches_before:
             self._send_batches_holding_back_state()
+
+    def _process_batch_message(self, message_dict: dict) -> None:
+        """BATCH: the files' records take exactly the path RECORD lines take (checks,
+        mapping, dead letters, batching, STATE gating), in runs. singer-sdk's own
+        `Sink.process_batch_files` would hand each whole file to `process_batch`."""
+        self._assert_line_requires(message_dict, requires={"stream", "encoding", "manifest"})
+        stream = message_dict["stream"]
+        if stream not in self.mapper.stream_maps:
+            self._assert_sink_exists(stream)
+        raw_config = self.config.get("batch_config")
+        storage = BatchConfig.from_dict(raw_config).storage if raw_config else None
+        for records in batch_records(message_dict, storage):
+            if self.fast_path:
+                self._process_records(stream, records)
+                continue
+            for record in records:
+                self._process_record_message({"type": "RECORD", "stream": stream, "record": record})
+
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        """ACTIVATE_VERSION (full-table taps): nothing to do. Monk keeps every event it
+        accepted; rows missing from a new table version are not un-billed."""
+        self._assert_line_requires(message_dict, requires={"stream", "version"})
+        stream = message_dict["stream"]
+        if stream not in self.mapper.stream_maps:
+            self._assert_sink_exists(stream)
+        self.logger.info(
+            "ACTIVATE_VERSION %s for stream '%s': nothing to do (Monk keeps every event delivered)",
+            message_dict["version"],
+            stream,
+        )
 
     def _send_batches_holding_back_state(self) -> None:
         for holder in self.delivery.holders_blocking_states():
@@ -435,6 +475,9 @@ class TargetMonk(Target):
                 records_read.get(sink.stream_name, 0) + sink._total_records_read
             )
         summary = self.report.summary(records_read)
+        summary["warnings"] = self.key_space.warnings()
+        for warning in summary["warnings"]:
+            self.logger.warning("%s", warning)
         for stream, totals in summary["streams"].items():
             self.logger.info(
                 "Summary for stream '%s': %d records read, %d events accepted, "
@@ -537,4 +580,5 @@ _FATAL = (
     MonkError,
     InvalidInputLine,
     RecordsWithoutSchemaException,
+    BatchFileError,
 )

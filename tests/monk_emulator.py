@@ -3,7 +3,8 @@
 Models `POST /v1/events/batch` as Monk documents it: Bearer auth, whole-batch
 rejection with the error envelope, the 10,000-event cap, exactly one customer
 id, primitive-only properties, the 1-hour-future rule, and last-write-wins
-idempotency on `idempotencyKey`. Any request can be scripted (status,
+idempotency on `idempotencyKey` (required here, stricter than Monk: target-monk
+always sends one). Any request can be scripted (status,
 Retry-After, delay, dropped connection); every request is recorded.
 
 Standalone: `python tests/monk_emulator.py --port 8787 --api-key mk_test_...`
@@ -203,7 +204,7 @@ class MonkEmulator:
             status, answer, headers = _error(422, "VALIDATION_ERROR", message, request_id)
             answer["error"]["details"] = details[:100]
             return status, answer, headers
-        keys = [event.get("idempotencyKey") or f"auto_{uuid.uuid4().hex}" for event in events]
+        keys = [event["idempotencyKey"] for event in events]
         with self.lock:
             self.events.update(zip(keys, events, strict=True))
             self.writes.update(keys)
@@ -236,8 +237,9 @@ def validate_event(event: object, latest: dt.datetime) -> tuple[str, str] | None
         problem = _timestamp_problem(event["timestamp"], latest)
         if problem:
             return ("timestamp", problem)
-    if "idempotencyKey" in event and not _non_empty_string(event["idempotencyKey"]):
-        return ("idempotencyKey", "must be a non-empty string")
+    if not _non_empty_string(event.get("idempotencyKey")):
+        # Stricter than Monk (where it is optional): target-monk must always send one.
+        return ("idempotencyKey", "required, a non-empty string")
     if "contractId" in event and not _is_uuid(event["contractId"]):
         return ("contractId", "must be a contract UUID")
     if "properties" in event:

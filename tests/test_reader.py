@@ -16,7 +16,7 @@ def test_lines_survive_any_read_size(monkeypatch: pytest.MonkeyPatch, read_size:
     long_value = "x" * 100_000
     data = f'{{"a":1}}\n\n{{"b":"{long_value}"}}\r\n{{"c":3}}'.encode()
     source = io.BufferedReader(io.BytesIO(data), buffer_size=16)
-    lines = [line for chunk in reader._line_chunks(source) for line in chunk]
+    lines = [line for chunk in reader._input_chunks(source) for line in chunk]
     assert lines == [b'{"a":1}', f'{{"b":"{long_value}"}}\r'.encode(), b'{"c":3}']
 
 
