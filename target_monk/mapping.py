@@ -528,16 +528,17 @@ def _flatten_into(out: dict[str, t.Any], prefix: str, items: t.Iterable[tuple[st
 
 
 def _primitive(name: str, value: object) -> object:
-    """The primitive form of a non-string, non-int property value."""
-    if isinstance(value, (str, int, float)):  # incl. bool and str/int subclasses
-        if isinstance(value, float) and not _finite(value):
-            msg = f"{name}: {value!r} is not a finite number"
-            raise ValueError(msg)
-        return value
-    if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            msg = f"{name}: {value!r} is not a finite number"
-            raise ValueError(msg)
+    """The primitive form of a non-string, non-int property value. Decimals and floats
+    are sent by value, as every file format and path gives the same number:
+    `12.50` as 12.5, `3.00` and `3.0` as 3."""
+    if isinstance(value, (decimal.Decimal, float)):
+        try:
+            text = _number_text(value)
+        except ValueError as exc:
+            msg = f"{name}: {exc}"
+            raise ValueError(msg) from None
+        return decimal.Decimal(text) if "." in text else int(text)
+    if isinstance(value, (str, int)):  # incl. bool and str/int subclasses
         return value
     if isinstance(value, (list, tuple)):
         try:
@@ -549,10 +550,6 @@ def _primitive(name: str, value: object) -> object:
         return canonical_text(value)
     msg = f"{name}: a {type(value).__name__} is not a primitive value"
     raise ValueError(msg)
-
-
-def _finite(value: float) -> bool:
-    return value - value == 0
 
 
 def json_text(value: object) -> str:
