@@ -11,9 +11,9 @@ file at once.
 from __future__ import annotations
 
 import gzip
-import zlib
 import importlib.util
 import typing as t
+import zlib
 
 import msgspec
 from singer_sdk.contrib.msgspec import decoder

@@ -158,9 +158,9 @@ def test_properties_object_field_wins() -> None:
 
 
 def test_no_properties_key_when_nothing_left() -> None:
-    event = EventMapper("s", (), MappingSettings(idempotency_key_template="{stream}-{timestamp}")).map(
-        {k: v for k, v in BASE.items() if k != "id"}, NOW
-    )
+    event = EventMapper(
+        "s", (), MappingSettings(idempotency_key_template="{stream}-{timestamp}")
+    ).map({k: v for k, v in BASE.items() if k != "id"}, NOW)
     assert "properties" not in event
 
 
