@@ -1,17 +1,16 @@
 """Records of Singer BATCH messages: read the files a manifest names, in runs of rows.
 
-Knows nothing of Monk. JSONL files (plain or gzip) are decoded as RECORD lines are
-(msgspec, floats as Decimal); Parquet files need pyarrow (`target-monk[parquet]`).
-Files are opened through singer-sdk's `StorageTarget`, so any storage the SDK's
-own batch support reads (file://, s3://, ... with the matching fsspec package)
-works here too. Memory stays bounded: rows are handed on in runs, never a whole
-file at once.
+Knows nothing of Monk. JSONL files are decoded as RECORD lines are (msgspec, floats
+as Decimal), gunzipped if their first bytes say gzip; Parquet files need pyarrow
+(`target-monk[parquet]`). Files are opened through singer-sdk's `StorageTarget`,
+so any storage the SDK's own batch support reads (file://, s3://, ... with the
+matching fsspec package) works here too. Memory stays bounded: rows are handed on
+in runs, never a whole file at once.
 """
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import typing as t
 import zlib
 
@@ -22,6 +21,7 @@ from singer_sdk.helpers._batch import BaseBatchFileEncoding, StorageTarget
 from target_monk.reader import line_chunks
 
 _SHOWN_CHARS = 200
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class BatchFileError(Exception):
@@ -53,7 +53,7 @@ def batch_records(
     if read is None:
         msg = f"BATCH files of format {encoding.format!r} are not supported (jsonl, parquet)"
         raise BatchFileError(msg)
-    if read is _parquet_records and importlib.util.find_spec("pyarrow") is None:
+    if read is _parquet_records and not _have_pyarrow():
         msg = (
             "BATCH files are Parquet, which needs pyarrow: install target-monk[parquet] "
             "(e.g. pip_url: target-monk[parquet]) or set the tap's batch_config to jsonl"
@@ -63,16 +63,26 @@ def batch_records(
         head, tail = StorageTarget.split_url(url)
         try:
             with (storage or StorageTarget.from_url(head)).open(tail, mode="rb") as file:
-                yield from read(file, url, encoding.compression, run_rows)
+                yield from read(file, url, run_rows)
         except (OSError, EOFError, ValueError, zlib.error) as exc:
             msg = f"BATCH file {url!r} cannot be read: {type(exc).__name__}: {exc}"
             raise BatchFileError(msg) from None
 
 
-def _jsonl_records(
-    file: t.IO[bytes], url: str, compression: str | None, run_rows: int
-) -> t.Iterator[list[dict]]:
-    source: t.IO[bytes] = gzip.GzipFile(fileobj=file) if compression == "gzip" else file
+def _have_pyarrow() -> bool:
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _jsonl_records(file: t.IO[bytes], url: str, run_rows: int) -> t.Iterator[list[dict]]:
+    # gzip is told by the file's first bytes, whatever the message says: singer-sdk
+    # taps (0.53) gzip every JSONL file, also with `compression: none`.
+    gzipped = file.read(2) == _GZIP_MAGIC
+    file.seek(0)
+    source: t.IO[bytes] = gzip.GzipFile(fileobj=file) if gzipped else file
     number = 0
     for lines in line_chunks(source.read):
         records = []
@@ -93,9 +103,7 @@ def _jsonl_records(
             yield records[start : start + run_rows]
 
 
-def _parquet_records(
-    file: t.IO[bytes], url: str, compression: str | None, run_rows: int
-) -> t.Iterator[list[dict]]:
+def _parquet_records(file: t.IO[bytes], url: str, run_rows: int) -> t.Iterator[list[dict]]:
     import pyarrow.parquet as pq
 
     for batch in pq.ParquetFile(file).iter_batches(batch_size=run_rows):
