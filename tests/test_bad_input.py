@@ -168,3 +168,45 @@ def test_signal_after_everything_was_accepted_exits_zero(
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert out == b""
+
+
+@pytest.mark.parametrize(
+    ("message", "needle"),
+    [
+        ({"type": "RECORD", "stream": "s", "record": [1, 2]}, "record not an object"),
+        ({"type": "RECORD", "stream": "s"}, "record"),
+        ({"type": "ACTIVATE_VERSION", "stream": "other", "version": 1}, "'other'"),
+        ({"type": "ACTIVATE_VERSION", "stream": "s"}, "version"),
+        (
+            {"type": "BATCH", "stream": "other", "encoding": {"format": "jsonl"}, "manifest": []},
+            "'other'",
+        ),
+        (
+            {"type": "BATCH", "stream": "s", "encoding": {"format": "csv"}, "manifest": ["x"]},
+            "'csv'",
+        ),
+        ({"type": "BATCH", "stream": "s", "encoding": {"format": "jsonl"}}, "manifest"),
+        ({"type": "SNAPSHOT", "stream": "s"}, "Unknown Singer message type 'SNAPSHOT'"),
+    ],
+    ids=[
+        "record-not-object",
+        "record-missing",
+        "activate-unknown-stream",
+        "activate-no-version",
+        "batch-unknown-stream",
+        "batch-unknown-format",
+        "batch-no-manifest",
+        "unknown-type",
+    ],
+)
+@pytest.mark.parametrize("settings", [{}, {"validate_records": True}], ids=["fast", "sdk"])
+def test_every_message_takes_effect_or_fails_the_run(
+    emulator: MonkEmulator, tmp_path: Path, message: dict, needle: str, settings: dict
+) -> None:
+    run = run_target(
+        base_config(emulator, **settings), full_batch_then(message), tmp_path, emulator
+    )
+    assert_stopped_at_the_bad_line(run, emulator, needle)
+    failures = [line for line in run.stderr.splitlines() if "target-monk failed:" in line]
+    assert len(failures) == 1, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
