@@ -1,4 +1,5 @@
-"""Throughput and memory, side by side: target-monk, a no-op singer-sdk target, the guide's loop.
+"""Throughput and memory, side by side: target-monk (RECORD lines, and the same rows as
+BATCH files), a no-op singer-sdk target, the guide's loop.
 
     .venv/bin/python benchmarks/bench.py                       # 200k events, loopback
     .venv/bin/python benchmarks/bench.py --records 100000 --latency 0.25
@@ -12,13 +13,16 @@ it does not share the contenders' cores (start it there with
 `tests/monk_emulator.py --host 0.0.0.0 --api-key <API_KEY below>`). It runs
 each contender as a subprocess reading that file, and prints wall time, events/s
 and peak RSS of the median of --repeat runs, with the slowest and fastest rate.
-The number of distinct events Monk holds is checked after each run.
+The number of distinct events Monk holds is checked after each run. The BATCH
+contender reads the same rows from gzip JSONL files of 10,000 rows (as singer-sdk
+taps write them), a BATCH message and a STATE per file.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import json
 import os
 import subprocess
@@ -55,6 +59,23 @@ SCHEMA = {
 }
 
 
+def row(i: int) -> dict:
+    return {
+        "id": i,
+        "external_customer_id": f"cus_{i % 97}",
+        "event_name": "tokens_used" if i % 3 else "image_generated",
+        "timestamp": f"2026-03-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{i % 59:02d}Z",
+        "region": ("eu-west", "us-east", "ap-south")[i % 3],
+        "model": ("monk-s", "monk-m", "monk-l")[i % 3],
+        "tokens": 1 + (i * 37) % 1000,
+    }
+
+
+def state_line(i: int) -> str:
+    state = {"bookmarks": {STREAM: {"replication_key_value": i}}}
+    return json.dumps({"type": "STATE", "value": state}) + "\n"
+
+
 def singer_file(records: int) -> Path:
     """A tap-postgres-like file: one stream, a STATE every 10,000 records."""
     path = Path(tempfile.gettempdir()) / f"target-monk-bench-{records}.singer"
@@ -63,19 +84,30 @@ def singer_file(records: int) -> Path:
     with path.open("w") as out:
         out.write(json.dumps(SCHEMA) + "\n")
         for i in range(1, records + 1):
-            record = {
-                "id": i,
-                "external_customer_id": f"cus_{i % 97}",
-                "event_name": "tokens_used" if i % 3 else "image_generated",
-                "timestamp": f"2026-03-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{i % 59:02d}Z",
-                "region": ("eu-west", "us-east", "ap-south")[i % 3],
-                "model": ("monk-s", "monk-m", "monk-l")[i % 3],
-                "tokens": 1 + (i * 37) % 1000,
-            }
-            out.write(json.dumps({"type": "RECORD", "stream": STREAM, "record": record}) + "\n")
+            out.write(json.dumps({"type": "RECORD", "stream": STREAM, "record": row(i)}) + "\n")
             if i % 10_000 == 0:
-                state = {"bookmarks": {STREAM: {"replication_key_value": i}}}
-                out.write(json.dumps({"type": "STATE", "value": state}) + "\n")
+                out.write(state_line(i))
+    return path
+
+
+def batch_singer_file(records: int) -> Path:
+    """The same rows in gzip JSONL files of 10,000 rows: a BATCH and a STATE per file."""
+    folder = Path(tempfile.gettempdir()) / f"target-monk-bench-{records}-batch"
+    path = folder / "messages.singer"
+    if path.exists():
+        return path
+    folder.mkdir(exist_ok=True)
+    with path.open("w") as out:
+        out.write(json.dumps(SCHEMA) + "\n")
+        for first in range(1, records + 1, 10_000):
+            last = min(records, first + 9_999)
+            part = folder / f"part-{first}.json.gz"
+            lines = "".join(json.dumps(row(i)) + "\n" for i in range(first, last + 1))
+            part.write_bytes(gzip.compress(lines.encode(), compresslevel=1))
+            encoding = {"format": "jsonl", "compression": "gzip"}
+            batch = {"type": "BATCH", "stream": STREAM, "encoding": encoding}
+            out.write(json.dumps({**batch, "manifest": [part.as_uri()]}) + "\n")
+            out.write(state_line(last))
     return path
 
 
@@ -126,7 +158,10 @@ def control(url: str, path: str, payload: dict | None = None) -> dict:
         return json.load(answer)
 
 
-def contenders(path: Path, url: str, tmp: Path, max_in_flight: int) -> dict[str, list[str]]:
+def contenders(
+    path: Path, url: str, tmp: Path, max_in_flight: int
+) -> dict[str, tuple[list[str], Path]]:
+    """Each contender's command and the Singer file it reads."""
     config = tmp / "config.json"
     config.write_text(
         json.dumps(
@@ -141,16 +176,14 @@ def contenders(path: Path, url: str, tmp: Path, max_in_flight: int) -> dict[str,
         )
     )
     python = sys.executable
+    target_monk = [python, "-m", "target_monk", "--config", str(config)]
+    records = int(path.stem.rsplit("-", 1)[1])
+    guide = [python, str(ROOT / "benchmarks" / "guide_loop.py"), str(path), url, API_KEY]
     return {
-        "target-monk": [python, "-m", "target_monk", "--config", str(config)],
-        "no-op singer-sdk target": [python, str(ROOT / "benchmarks" / "noop_target.py")],
-        "guide's sequential loop": [
-            python,
-            str(ROOT / "benchmarks" / "guide_loop.py"),
-            str(path),
-            url,
-            API_KEY,
-        ],
+        "target-monk": (target_monk, path),
+        "target-monk, BATCH files": (target_monk, batch_singer_file(records)),
+        "no-op singer-sdk target": ([python, str(ROOT / "benchmarks" / "noop_target.py")], path),
+        "guide's sequential loop": (guide, path),
     }
 
 
@@ -178,7 +211,7 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
     print(
-        f"{'contender':<26}{'wall s':>8}{'events/s':>11}{'(slowest-fastest)':>20}"
+        f"{'contender':<28}{'wall s':>8}{'events/s':>11}{'(slowest-fastest)':>20}"
         f"{'peak RSS MiB':>14}  delivered"
     )
     emulator = (
@@ -187,7 +220,7 @@ def main() -> None:
         else emulator_process()
     )
     with tempfile.TemporaryDirectory() as tmp, emulator as url:
-        for name, command in contenders(path, url, Path(tmp), args.max_in_flight).items():
+        for name, (command, stdin) in contenders(path, url, Path(tmp), args.max_in_flight).items():
             if args.only and not any(name.startswith(p) for p in args.only.split(",")):
                 continue
             runs = []
@@ -196,7 +229,7 @@ def main() -> None:
                 if args.latency:
                     rule = {"latency": args.latency}
                     control(url, "/_emulator/fail_from", {"request": 1, "rule": rule})
-                runs.append(run_measured(command, path, env))
+                runs.append(run_measured(command, stdin, env))
             elapsed, rss_kib = sorted(runs)[len(runs) // 2]  # the median run
             held = control(url, "/_emulator/stats")["events"]
             delivered = "-" if name.startswith("no-op") else f"{held} unique keys"
@@ -205,7 +238,7 @@ def main() -> None:
             rate = args.records / elapsed
             spread = f"{args.records / max(runs)[0]:,.0f}-{args.records / min(runs)[0]:,.0f}"
             print(
-                f"{name:<26}{elapsed:>8.2f}{rate:>11,.0f}{spread:>20}"
+                f"{name:<28}{elapsed:>8.2f}{rate:>11,.0f}{spread:>20}"
                 f"{rss_kib / 1024:>14.1f}  {delivered}"
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,6 @@ from pg_cluster import PgCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 MELTANO = str(Path(sys.executable).with_name("meltano"))
-STATE_ID = "dev:tap-postgres-to-target-monk"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,11 @@ def meltano_env(extra: dict[str, str]) -> dict[str, str]:
 class Pipeline:
     """`meltano run` for one test: its own state database, the test's Postgres and Monk."""
 
-    def __init__(self, pg: PgCluster, emulator: MonkEmulator, tmp_path: Path) -> None:
+    def __init__(
+        self, pg: PgCluster, emulator: MonkEmulator, tmp_path: Path, tap: str = "tap-postgres"
+    ) -> None:
+        self.tap = tap
+        self.state_id = f"dev:{tap}-to-target-monk"
         self.env = meltano_env(
             {
                 **pg.env(),
@@ -61,7 +65,7 @@ class Pipeline:
         )
 
     def command(self, *options: str) -> list[str]:
-        return [MELTANO, "run", *options, "tap-postgres", "target-monk"]
+        return [MELTANO, "run", *options, self.tap, "target-monk"]
 
     def run(self, *options: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -85,7 +89,7 @@ class Pipeline:
 
     def bookmark(self) -> int | None:
         done = subprocess.run(
-            [MELTANO, "state", "get", STATE_ID],
+            [MELTANO, "state", "get", self.state_id],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
@@ -191,3 +195,27 @@ def test_sigkill_mid_run_then_rerun(pg: PgCluster, emulator: MonkEmulator, tmp_p
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_exactly_delivered(pg, emulator)
     assert pipeline.bookmark() == 23_456
+
+
+@pytest.mark.usefixtures("meltano_plugins")
+def test_batch_mode_tap_then_incremental(
+    pg: PgCluster, emulator: MonkEmulator, tmp_path: Path
+) -> None:
+    """tap-postgres writing BATCH files: the same exact delivery and bookmark."""
+    pipeline = Pipeline(pg, emulator, tmp_path, tap="tap-postgres--batch")
+    pg.seed(23_456)
+    first = pipeline.run()
+    assert first.returncode == 0, first.stderr[-3000:]
+    read = re.search(r"(\d+) records, (\d+) batch manifests", first.stderr)
+    assert read, first.stderr[-3000:]
+    assert (int(read[1]), int(read[2])) == (0, 3), "expected 3 BATCH files, no RECORD lines"
+    assert_exactly_delivered(pg, emulator)
+    assert set(emulator.writes.values()) == {1}
+    assert pipeline.bookmark() == 23_456
+
+    pg.seed(1_000)
+    second = pipeline.run()
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert_exactly_delivered(pg, emulator)
+    assert emulator.writes["sync_23456"] == 2  # the inclusive bookmark's boundary row
+    assert pipeline.bookmark() == 24_456
