@@ -12,14 +12,14 @@ import typing as t
 import urllib.parse
 from dataclasses import dataclass
 
-import backoff
 import requests
 
 from target_monk.outputs import JsonLinesFile, encode_json
 
 BATCH_PATH = "/v1/events/batch"
-MAX_RETRY_AFTER_SECONDS = 60.0
+MAX_RETRY_AFTER_SECONDS = 300.0
 """A server's Retry-After is honoured up to this many seconds."""
+_SHOWN_CHARS = 200
 
 logger = logging.getLogger("target-monk.client")
 
@@ -103,6 +103,11 @@ class MonkUnavailableError(MonkError):
     """Retries of a batch ran out on 429, 5xx, timeouts or connection errors."""
 
 
+class MonkAnswerError(MonkError):
+    """An answer that is not Monk accepting exactly the events sent: a 2xx with another
+    body or count, or a redirect. Never retried, never taken as acceptance."""
+
+
 class _TransientError(Exception):
     """A failure worth retrying; `retry_after` is the server's wish, if any."""
 
@@ -135,9 +140,12 @@ class MonkClient:
         timeout: float = 60.0,
         max_retries: int = 5,
         backoff_seconds: float = 1.0,
+        max_wait_seconds: float = 60.0,
         user_agent: str = "target-monk",
     ) -> None:
-        """Configure the endpoint; retries wait backoff_seconds * 1, 2, 4, 8, 16 ... (jittered)."""
+        """Configure the endpoint. Retry n waits backoff_seconds * 2**(n-1), jittered
+        between half and all of it, at most max_wait_seconds; or the server's
+        Retry-After, at most MAX_RETRY_AFTER_SECONDS."""
         self.url = api_url.rstrip("/") + BATCH_PATH
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -147,7 +155,9 @@ class MonkClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
+        self.max_wait_seconds = max_wait_seconds
         self._local = threading.local()
+        self._stopped = threading.Event()
 
     def __repr__(self) -> str:
         """Never show the key."""
@@ -162,65 +172,59 @@ class MonkClient:
             self._local.session = session
         return session
 
-    def send_batch(self, body: bytes, label: str) -> Receipt:
-        """POST one JSON body; return Monk's receipt once it answers 2xx.
+    def stop(self) -> None:
+        """Retry nothing from now on: a batch makes at most its first attempt (within
+        `timeout`), and retries waiting give up at once."""
+        self._stopped.set()
+
+    def send_batch(self, body: bytes, label: str, count: int) -> Receipt:
+        """POST one JSON body of `count` events; return Monk's receipt once Monk
+        answers 2xx with `{"status": "accepted", "count": count}`.
 
         Raises:
             MonkAuthError: 401/403.
             MonkRejectedError: 400/413/422 or another non-retryable 4xx.
-            MonkUnavailableError: retries exhausted.
+            MonkAnswerError: a redirect, or a 2xx that is not that acceptance.
+            MonkUnavailableError: retries exhausted, or stopped.
         """
         attempts = 0
-
-        def attempt() -> Receipt:
-            nonlocal attempts
-            attempts += 1
-            return self._post_once(body, label, attempts)
-
-        def log_retry(details: t.Mapping[str, t.Any]) -> None:
-            exc = details.get("exception")
-            logger.warning(
-                "Retrying %s in %.1f s (attempt %d of %d failed: %s)",
-                label,
-                details["wait"],
-                details["tries"],
-                self.max_retries + 1,
-                getattr(exc, "reason", exc),
-            )
-
-        with_retries = backoff.on_exception(
-            self._wait_times,
-            _TransientError,
-            max_tries=self.max_retries + 1,
-            jitter=None,
-            on_backoff=log_retry,
-            logger=None,
-        )(attempt)
-        try:
-            return with_retries()
-        except _TransientError as exc:
-            msg = (
-                f"Monk did not accept {label} after {attempts} attempt(s); "
-                f"last failure: {exc.reason}"
-            )
-            raise MonkUnavailableError(msg) from None
-
-    def _wait_times(self) -> t.Generator[float, t.Any, None]:
-        """Exponential waits with jitter, or the server's Retry-After (capped)."""
-        failure = yield 0
-        step = 0
         while True:
-            if isinstance(failure, _TransientError) and failure.retry_after is not None:
-                wait = min(failure.retry_after, MAX_RETRY_AFTER_SECONDS)
-            else:
-                base = self.backoff_seconds * 2**step
-                wait = base / 2 + random.uniform(0, base / 2)  # noqa: S311
-            step += 1
-            failure = yield wait
+            if attempts and self._stopped.is_set():
+                msg = f"Stopped retrying {label} after {attempts} attempt(s)"
+                raise MonkUnavailableError(msg)
+            attempts += 1
+            try:
+                return self._post_once(body, label, count, attempts)
+            except _TransientError as failure:
+                if attempts > self.max_retries:
+                    msg = (
+                        f"Monk did not accept {label} after {attempts} attempt(s); "
+                        f"last failure: {failure.reason}"
+                    )
+                    raise MonkUnavailableError(msg) from None
+                wait = self._wait_time(attempts, failure.retry_after)
+                logger.warning(
+                    "Retrying %s in %.1f s (attempt %d of %d failed: %s)",
+                    label,
+                    wait,
+                    attempts,
+                    self.max_retries + 1,
+                    failure.reason,
+                )
+                self._stopped.wait(wait)
 
-    def _post_once(self, body: bytes, label: str, attempt: int) -> Receipt:
+    def _wait_time(self, failed_attempts: int, retry_after: float | None) -> float:
+        """Exponential wait with jitter, capped; or the server's Retry-After, capped."""
+        if retry_after is not None:
+            return min(retry_after, MAX_RETRY_AFTER_SECONDS)
+        base = self.backoff_seconds * 2 ** min(failed_attempts - 1, 30)
+        return min(self.max_wait_seconds, base / 2 + random.uniform(0, base / 2))  # noqa: S311
+
+    def _post_once(self, body: bytes, label: str, count: int, attempt: int) -> Receipt:
         try:
-            response = self._session.post(self.url, data=body, timeout=self.timeout)
+            response = self._session.post(
+                self.url, data=body, timeout=self.timeout, allow_redirects=False
+            )
         except requests.Timeout:
             msg = f"no answer within {self.timeout:g} s"
             raise _TransientError(msg) from None
@@ -230,12 +234,14 @@ class MonkClient:
 
         status = response.status_code
         if 200 <= status < 300:
-            answer = _json_or_empty(response)
-            return Receipt(
-                count=int(answer.get("count", 0) or 0),
-                request_id=str(answer.get("requestId", "")),
-                attempts=attempt,
+            return _acceptance(response, label, count, attempt)
+        if 300 <= status < 400:
+            msg = (
+                f"Monk answered {label} with HTTP {status}, a redirect to "
+                f"{response.headers.get('Location')!r}: redirects are never followed (the "
+                f"POST would be re-sent as a GET). Check api_url (it posts to {self.url})."
             )
+            raise MonkAnswerError(msg)
         error = _error_envelope(response)
         if status == 429 or status >= 500:
             reason = f"HTTP {status} {error.get('code', '')}".rstrip()
@@ -249,6 +255,19 @@ class MonkClient:
         raise MonkRejectedError(label, status, error)
 
 
+def _acceptance(response: requests.Response, label: str, count: int, attempt: int) -> Receipt:
+    """Monk's receipt, if the answer says it accepted exactly `count` events."""
+    answer = _json_or_empty(response)
+    if answer.get("status") == "accepted" and answer.get("count") == count:
+        return Receipt(count=count, request_id=str(answer.get("requestId", "")), attempts=attempt)
+    msg = (
+        f"Monk's answer to {label} ({count} events) is not an acceptance of them: "
+        f"HTTP {response.status_code} {response.text[:_SHOWN_CHARS]!r}. Nothing after "
+        "it is checkpointed; check api_url (a proxy or maintenance page?)"
+    )
+    raise MonkAnswerError(msg)
+
+
 class DryRunClient:
     """Stands in for MonkClient in a dry run: writes each request body to a JSON Lines
     file (one body per line, no key, nothing sent)."""
@@ -257,10 +276,13 @@ class DryRunClient:
         """Write bodies to `bodies`."""
         self.bodies = bodies
 
-    def send_batch(self, body: bytes, label: str) -> Receipt:
+    def send_batch(self, body: bytes, label: str, count: int) -> Receipt:
         """Record the body as if Monk had accepted it."""
         self.bodies.write_encoded(body)
-        return Receipt(count=0, request_id="dry-run", attempts=1)
+        return Receipt(count=count, request_id="dry-run", attempts=1)
+
+    def stop(self) -> None:
+        """Nothing under way to stop."""
 
 
 def _json_or_empty(response: requests.Response) -> dict[str, t.Any]:

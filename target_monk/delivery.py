@@ -7,6 +7,10 @@ buffer, not yet sent) or in a batch sent and not yet accepted; the lowest first
 number among those is the watermark below which everything is accepted.
 Records are counted by the buffers that hold them, so the per-record path
 costs nothing here.
+
+Per-key order: Monk keeps the last write per idempotency key, so a batch holding a
+key waits until every earlier batch holding it is accepted (and within a batch only
+the latest version of a key is sent).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,18 +53,24 @@ class Delivery:
         send: t.Callable[[Batch], object],
         write_state: t.Callable[[dict], None],
         max_in_flight: int = 4,
+        key_field: str = "idempotencyKey",
     ) -> None:
-        """Start an idle pool of `max_in_flight` senders."""
+        """Start an idle pool of `max_in_flight` senders. Events are dicts; their
+        `key_field` value orders the writes of one key."""
         self._send = send
         self._write_state = write_state
+        self._key_field = key_field
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)  # a batch ended
         # One batch more than there are senders may wait, ready, for the next free
         # sender: the reader keeps filling the next batch instead of idling.
         self._slots = threading.BoundedSemaphore(max_in_flight + 1)
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="monk-send")
         self._submitted = 0
-        self._held: dict[t.Hashable, tuple[int, list]] = {}
+        self._held: dict[t.Hashable, tuple[int, list, float]] = {}
         self._in_flight: dict[int, int] = {}
+        self._keys_in_flight: dict[int, set] = {}
+        self._running = 0  # batches handed to the pool and not yet ended
         self._states: collections.deque[tuple[int, dict]] = collections.deque()
         self._last_written: dict | None = None
         self._failure: BaseException | None = None
@@ -72,7 +83,7 @@ class Delivery:
         """`holder` (e.g. a sink) starts a new batch in `buffer`: call it just before the
         first record goes in; the buffer's length counts the records it holds."""
         with self._lock:
-            self._held[holder] = (self._received(), buffer)
+            self._held[holder] = (self._received(), buffer, time.monotonic())
 
     def state_received(self, state: dict) -> None:
         """Queue a STATE behind every record received so far; write it if it is safe."""
@@ -85,21 +96,40 @@ class Delivery:
         self.raise_if_failed()
 
     def submit(self, holder: t.Hashable, events: list[dict[str, t.Any]], label: str) -> None:
-        """Send the events held by `holder`; blocks while `max_in_flight` batches are
-        being posted and one more is waiting for a sender."""
+        """Send the events held by `holder`; blocks while an earlier unaccepted batch
+        holds one of their keys, and while `max_in_flight` batches are being posted
+        and one more is waiting for a sender."""
         if holder not in self._held or not events:
             return
+        records = len(events)
+        field = self._key_field
+        keys = {event.get(field) for event in events}
+        if None in keys:  # events without a key (tests) are not ordered
+            keys.discard(None)
+        elif len(keys) < records:  # a key more than once: only its latest version goes
+            events = list({event[field]: event for event in events}.values())
+            logger.info(
+                "%d events of stream '%s' superseded by a later version of their key",
+                records - len(events),
+                label,
+            )
+        with self._changed:
+            while any(not keys.isdisjoint(held) for held in self._keys_in_flight.values()):
+                self.raise_if_failed()
+                self._changed.wait(0.2)
         while not self._slots.acquire(timeout=0.2):
             self.raise_if_failed()
         if self._failure is not None:
             self._slots.release()
             self.raise_if_failed()
         with self._lock:
-            first_seq, _ = self._held.pop(holder)
-            self._submitted += len(events)
+            first_seq, _, _ = self._held.pop(holder)
+            self._submitted += records
             self.batches_submitted += 1
             batch = Batch(events, first_seq, label, self.batches_submitted)
             self._in_flight[batch.number] = first_seq
+            self._keys_in_flight[batch.number] = keys
+            self._running += 1
         self._pool.submit(self._deliver, batch)
 
     def finish(self) -> None:
@@ -120,7 +150,37 @@ class Delivery:
             if not self._states:
                 return []
             newest = self._states[-1][0]
-            return [holder for holder, (first, _) in self._held.items() if first < newest]
+            return [holder for holder, (first, _, _) in self._held.items() if first < newest]
+
+    def holders_older_than(self, seconds: float) -> list[t.Hashable]:
+        """Holders whose first buffered record arrived more than `seconds` ago."""
+        started_before = time.monotonic() - seconds
+        with self._lock:
+            return [h for h, (_, _, since) in self._held.items() if since < started_before]
+
+    def largest_holders(self, above: int) -> list[t.Hashable]:
+        """While more than `above` records are buffered in all: the holders whose
+        batches, largest first, bring the total back to `above` or below."""
+        with self._lock:
+            sizes = [(len(buffer), holder) for holder, (_, buffer, _) in self._held.items()]
+        sizes.sort(key=lambda pair: pair[0], reverse=True)
+        total = sum(size for size, _ in sizes)
+        chosen = []
+        for size, holder in sizes:
+            if total <= above:
+                break
+            chosen.append(holder)
+            total -= size
+        return chosen
+
+    def wait_for_running(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) until every batch handed to the senders has
+        ended, accepted or not. For a run that failed: STATE lines they release are
+        still written; then `halt()`."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._running and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(min(left, 0.2))
 
     def halt(self) -> bool:
         """Stop writing STATE, for good: takes the lock and keeps it, so no STATE line
@@ -134,28 +194,32 @@ class Delivery:
     def _deliver(self, batch: Batch) -> None:
         try:
             if self._failure is not None:
-                return  # a batch that waited for a sender is not sent after a failure
+                return  # a batch still waiting for a sender is not sent after a failure
             self._send(batch)
         except BaseException as exc:
             with self._lock:
                 if self._failure is None:
                     self._failure = exc
-            logger.error("%s", exc)
+                    logger.error("%s", exc)
         else:
             with self._lock:
                 del self._in_flight[batch.number]
                 self.events_accepted += len(batch.events)
                 self._release_states()
         finally:
+            with self._changed:
+                self._keys_in_flight.pop(batch.number, None)
+                self._running -= 1
+                self._changed.notify_all()
             self._slots.release()
 
     def _received(self) -> int:
         """Records received so far: those sent plus those held (call under lock)."""
-        return self._submitted + sum(len(buffer) for _, buffer in self._held.values())
+        return self._submitted + sum(len(buffer) for _, buffer, _ in self._held.values())
 
     def _release_states(self) -> None:
         """Write the newest STATE whose records are all accepted (call under lock)."""
-        firsts = [first for first, _ in self._held.values()]
+        firsts = [first for first, _, _ in self._held.values()]
         firsts.extend(self._in_flight.values())
         floor = min(firsts) if firsts else self._received()
         newest = None

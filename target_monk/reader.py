@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import collections
+import os
+import select
 import sys
+import time
 import typing as t
 
 import msgspec
@@ -26,6 +29,9 @@ class SingerBytesReader(MsgSpecReader):
     """
 
     on_records: RecordsCallback | None = None
+    on_tick: t.Callable[[], None] | None = None
+    """Called at least every `tick_seconds`: between chunks, and while no input comes."""
+    tick_seconds: float = 1.0
 
     @property
     def default_input(self) -> t.IO[t.Any]:  # type: ignore[override]
@@ -62,8 +68,13 @@ class SingerBytesReader(MsgSpecReader):
     ) -> collections.Counter[str]:
         """Call the callback of each line's message type; count lines by type."""
         counts: collections.Counter[str] = collections.Counter()
-        for lines in _input_chunks(file_input or self.default_input):
+        tick, every = self.on_tick, self.tick_seconds
+        next_tick = time.monotonic() + every
+        for lines in _input_chunks(file_input or self.default_input, tick, every):
             self._process_chunk(lines, callbacks, counts)
+            if tick is not None and time.monotonic() >= next_tick:
+                tick()
+                next_tick = time.monotonic() + every
         return counts
 
     def _process_chunk(
@@ -118,15 +129,31 @@ def _is_utf8(line: str | bytes) -> bool:
     return True
 
 
-def _input_chunks(source: t.IO[t.Any]) -> t.Iterator[t.Sequence[str | bytes]]:
+def _input_chunks(
+    source: t.IO[t.Any], idle: t.Callable[[], None] | None, every: float
+) -> t.Iterator[t.Sequence[str | bytes]]:
     """The input's lines, in chunks of whatever was ready to read (binary input), or
-    one line at a time (text input, e.g. `--input FILE`)."""
+    one line at a time (text input, e.g. `--input FILE`). While a pipe has nothing
+    to read, `idle` is called every `every` seconds."""
     read1 = getattr(source, "read1", None)
     if read1 is None:
         for line in source:
             yield (line,)
         return
-    yield from line_chunks(read1)
+    try:
+        fd = source.fileno()
+    except (AttributeError, OSError, ValueError):  # in-memory input: never waits
+        yield from line_chunks(read1)
+        return
+
+    def read_when_ready(size: int) -> bytes:
+        # The descriptor itself, not the buffered reader: nothing is buffered unseen.
+        while not select.select([fd], [], [], every)[0]:
+            if idle is not None:
+                idle()
+        return os.read(fd, size)
+
+    yield from line_chunks(read_when_ready)
 
 
 def line_chunks(read: t.Callable[[int], bytes]) -> t.Iterator[list[bytes]]:

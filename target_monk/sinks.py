@@ -38,10 +38,23 @@ class MonkSink(BatchSink):
         self._count_per_batch = target.fast_path  # the SDK's path counts each record
         self._max_rows = self.max_size
 
-    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: t.Any) -> None:
-        """Leave date-time strings as they came (an SDK internal, called by
-        `Sink._validate_and_parse`): mapping reads them itself, the same way on every
-        path, so a stream map or validate_records never changes a key or an event."""
+    def _validate_and_parse(self, record: dict) -> dict:
+        """singer-sdk's per-record step (an SDK internal, called by
+        `Target._process_record_message`), minus two things: the SDK's date-time
+        parsing (mapping reads date-times itself, the same way on every path, so a
+        stream map or validate_records never changes a key or an event) and its
+        traceback log on an invalid record (the target reports it in one line).
+
+        Raises:
+            InvalidRecord: validate_records is on and the record breaks its schema.
+        """
+        if self._validator is not None:
+            self._validator.validate(record)
+        return record
+
+    def record_key(self, record: dict) -> str:
+        """The record's key property values, for error messages."""
+        return self._mapper.record_key(record)
 
     def process_record(self, record: dict, context: dict) -> None:
         """The SDK's path: one record, after the SDK's own per-record steps."""

@@ -7,19 +7,27 @@ import gc
 import json
 import os
 import sys
+import threading
 import typing as t
 from pathlib import Path
 
 import msgspec
 from singer_sdk import Target
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError, RecordsWithoutSchemaException
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    InvalidRecord,
+    MapExpressionError,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
 from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_monk.batch_files import BatchFileError, batch_records
 from target_monk.client import (
+    MAX_RETRY_AFTER_SECONDS,
     DryRunClient,
     MonkClient,
     MonkError,
@@ -168,6 +176,34 @@ class TargetMonk(Target):
             description="First retry wait; each next one doubles (1, 2, 4, 8, 16 s), jittered.",
         ),
         th.Property(
+            "max_retry_wait_seconds",
+            th.NumberType(minimum=0),
+            default=60,
+            description=(
+                "Longest wait before one retry (Monk's Retry-After is honoured up to "
+                f"{MAX_RETRY_AFTER_SECONDS:g} s)."
+            ),
+        ),
+        th.Property(
+            "flush_interval_seconds",
+            th.NumberType(exclusive_minimum=0),
+            default=60,
+            description=(
+                "A partial batch is sent, and the STATE behind it written, at most this "
+                "long after its first record arrived, also while the tap is silent."
+            ),
+        ),
+        th.Property(
+            "max_buffered_events",
+            th.IntegerType(minimum=1),
+            default=50_000,
+            description=(
+                "Events buffered in all streams' partial batches at most; past it the "
+                "largest partial batches are sent. Bounds memory whatever the number "
+                "of streams."
+            ),
+        ),
+        th.Property(
             "max_in_flight",
             th.IntegerType(minimum=1, maximum=32),
             default=4,
@@ -266,6 +302,7 @@ class TargetMonk(Target):
         except ValueError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
         self.dry_run = bool(config.get("dry_run"))
+        self._request_timeout = float(config.get("request_timeout_seconds", 60))
         self.client: MonkClient | DryRunClient
         if self.dry_run:
             self.client = DryRunClient(JsonLinesFile(config.get("dry_run_path", DRY_RUN_PATH)))
@@ -273,9 +310,10 @@ class TargetMonk(Target):
             self.client = MonkClient(
                 api_url,
                 config.get("api_key", ""),
-                timeout=float(config.get("request_timeout_seconds", 60)),
+                timeout=self._request_timeout,
                 max_retries=int(config.get("max_retries", 5)),
                 backoff_seconds=float(config.get("retry_backoff_seconds", 1)),
+                max_wait_seconds=float(config.get("max_retry_wait_seconds", 60)),
             )
         self.dead_letters = (
             JsonLinesFile(config.get("dead_letter_path", DEAD_LETTER_PATH))
@@ -290,6 +328,13 @@ class TargetMonk(Target):
             max_in_flight=int(config.get("max_in_flight", 4)),
         )
         self._max_batch_bytes = int(config.get("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES))
+        self._stdout_lock = threading.Lock()  # one STATE line at a time, always whole
+        self._writing_thread: int | None = None
+        self._pending_signal: int | None = None
+        self._flush_interval = float(config.get("flush_interval_seconds", 60))
+        self._max_buffered = int(config.get("max_buffered_events", 50_000))
+        self.message_reader.on_tick = self._tick
+        self.message_reader.tick_seconds = min(1.0, self._flush_interval / 4)
         self.key_space = KeySpace(config.get("stream_overrides") or {})
         self._summary_logged = False
         # The fast path: runs of records skip the SDK's generic per-record steps,
@@ -314,7 +359,7 @@ class TargetMonk(Target):
         split in halves, recursively, until the rejected events stand alone: about
         2 * log2(batch size) extra requests per rejected event."""
         try:
-            receipt = self.client.send_batch(body, label)
+            receipt = self.client.send_batch(body, label, len(events))
         except MonkRejectedError as exc:
             if self.dead_letters is None or exc.status not in (400, 413, 422):
                 raise
@@ -372,12 +417,21 @@ class TargetMonk(Target):
         self.report.dead_lettered(error.stream)
 
     def _write_state_line(self, state: dict) -> None:
-        """Write the bare state value, exactly as received (Decimals as numbers).
+        """Write the bare state value, exactly as received (Decimals as numbers), as
+        one whole line whatever signal arrives meanwhile (see _handle_termination).
         A dry run writes none, so the bookmark never moves."""
         if self.dry_run:
             return
-        sys.stdout.write(encode_json(state).decode() + "\n")
-        sys.stdout.flush()
+        line = encode_json(state).decode() + "\n"
+        with self._stdout_lock:
+            self._writing_thread = threading.get_ident()
+            try:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            finally:
+                self._writing_thread = None
+        if self._pending_signal is not None:  # it came while this thread wrote
+            self._stop_on_signal(self._pending_signal)
 
     # Singer message handling.
 
@@ -398,6 +452,7 @@ class TargetMonk(Target):
             if sink.is_full:  # type: ignore[union-attr]
                 self.drain_one(sink)  # type: ignore[arg-type]
                 self._send_batches_holding_back_state()
+        self._bound_buffers()
         self._handle_max_record_age()
 
     def _process_record_message(self, message_dict: dict) -> None:
@@ -409,8 +464,44 @@ class TargetMonk(Target):
             msg = f"RECORD whose stream is not a string or record not an object: {message_dict!r}"
             raise InvalidInputLine(msg[:300])
         batches_before = self.delivery.batches_submitted
-        super()._process_record_message(message_dict)
+        try:
+            super()._process_record_message(message_dict)
+        except _SDK_RECORD_ERRORS as exc:
+            self._sdk_record_error(message_dict, exc)
         if self.delivery.batches_submitted != batches_before:
+            self._send_batches_holding_back_state()
+        self._bound_buffers()
+
+    def _sdk_record_error(self, message_dict: dict, error: Exception) -> None:
+        """A record the SDK's steps refused (JSON Schema validation, a missing key
+        property, a stream map expression): the same as a record mapping refuses,
+        dead-lettered or failing the run in one line."""
+        stream, record = message_dict["stream"], message_dict["record"]
+        sink = self._sinks_active.get(stream)
+        key = sink.record_key(record) if isinstance(sink, MonkSink) else "(unknown)"
+        path = getattr(error.__cause__, "absolute_path", ())  # jsonschema's, if any
+        missing = [k for k in getattr(sink, "key_properties", ()) if k not in record]
+        field = ".".join(map(str, path)) or ",".join(missing) or "record"
+        reason = getattr(error, "error_message", None) or str(error).splitlines()[0]
+        invalid = InvalidRecordError(stream, key, field, f"{type(error).__name__}: {reason}")
+        if self.dead_letters is None:
+            raise invalid from None
+        self.dead_letter_invalid(invalid, record)
+
+    def _bound_buffers(self) -> None:
+        """Past max_buffered_events in all partial batches, send the largest."""
+        for holder in self.delivery.largest_holders(above=self._max_buffered):
+            self.drain_one(holder)  # type: ignore[arg-type]
+
+    def _tick(self) -> None:
+        """Called by the reader at least every tick_seconds, also while the input is
+        silent: fail at once if a batch failed; send partial batches older than
+        flush_interval_seconds (and what holds back the newest STATE with them)."""
+        self.delivery.raise_if_failed()
+        old = self.delivery.holders_older_than(self._flush_interval)
+        for holder in old:
+            self.drain_one(holder)  # type: ignore[arg-type]
+        if old:
             self._send_batches_holding_back_state()
 
     def _process_batch_message(self, message_dict: dict) -> None:
@@ -521,10 +612,21 @@ class TargetMonk(Target):
                 raise DeadLettersWritten(msg)
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """Stop at once; never let a STATE out past an unaccepted record.
+        """Stop at once; never let a STATE out past an unaccepted record, nor half a
+        STATE line.
 
         singer-sdk's own handler drains and exits 0, which loses in-flight events.
+        The handler runs in the main thread: if that thread is writing a STATE line,
+        the line is finished first (the writer stops after it); if a sender thread is,
+        the handler waits for the line by taking the stdout lock, for good.
         """
+        if self._writing_thread == threading.get_ident():
+            self._pending_signal = signum
+            return
+        self._stdout_lock.acquire()
+        self._stop_on_signal(signum)
+
+    def _stop_on_signal(self, signum: int) -> t.NoReturn:
         delivered = self.delivery.halt()
         self.logger.error(
             "Received signal %d: stopping. %s",
@@ -534,9 +636,23 @@ class TargetMonk(Target):
             else "Some records were not yet accepted by Monk; no STATE past them "
             "was written, so the next run sends them again.",
         )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0 if delivered else 1)
+        _exit_now(0 if delivered else 1)
+
+    def fail(self, error: BaseException) -> t.NoReturn:
+        """The one way a run fails: take no more input (the caller has stopped
+        reading), retry nothing, let the batches already handed to delivery make at
+        most one attempt each and wait for them (at most 2 x request_timeout_seconds
+        + 5 s: max_in_flight being posted, then the one waiting for a sender), write no
+        STATE from then on, log the summary of what Monk accepted, then one
+        `target-monk failed:` line; exit 1."""
+        self.client.stop()
+        self.delivery.wait_for_running(timeout=2 * self._request_timeout + 5)
+        with self._stdout_lock:
+            self.delivery.halt()
+        if not self._summary_logged:
+            self.log_summary()
+        self.logger.error("target-monk failed: %s", error)
+        _exit_now(1)
 
     @classmethod
     def invoke(  # type: ignore[override]
@@ -562,15 +678,23 @@ class TargetMonk(Target):
         try:
             target.listen(file_input)
         except _FATAL as exc:
-            if not target._summary_logged:
-                target.log_summary()
-            cls.logger.error("target-monk failed: %s", exc)
-            sys.exit(1)
+            target.fail(exc)
+
+
+def _exit_now(code: int) -> t.NoReturn:
+    """Exit at once, after flushing what was written: no thread may write after this
+    (interpreter shutdown would wait for sender threads, which may log and write)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class DeadLettersWritten(Exception):
     """The run dead-lettered records and fail_on_dead_letter is on."""
 
+
+_SDK_RECORD_ERRORS = (InvalidRecord, MissingKeyPropertiesError, MapExpressionError)
+"""What singer-sdk's per-record steps raise for one bad record."""
 
 _FATAL = (
     DeadLettersWritten,

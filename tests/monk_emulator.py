@@ -5,7 +5,8 @@ rejection with the error envelope, the 10,000-event cap, exactly one customer
 id, primitive-only properties, the 1-hour-future rule, and last-write-wins
 idempotency on `idempotencyKey` (required here, stricter than Monk: target-monk
 always sends one). Any request can be scripted (status,
-Retry-After, delay, dropped connection); every request is recorded.
+Retry-After, delay, a gate the test opens, dropped connection, a raw answer or redirect);
+every request is recorded.
 
 Standalone: `python tests/monk_emulator.py --port 8787 --api-key mk_test_...`
 serves until interrupted. Control endpoints: `GET /_emulator/events`,
@@ -60,6 +61,12 @@ class Rule:
     """Seconds to wait after handling it, before answering (like the network's way back)."""
     drop: bool = False
     code: str = "SCRIPTED"
+    body: str | None = None
+    """Answer with this raw body (and `status`, default 200) instead of Monk's."""
+    location: str | None = None
+    """A Location header (for scripted redirects)."""
+    gate: str | None = None
+    """Hold the request until the test opens this gate (`emulator.gate(name).set()`)."""
 
 
 @dataclass
@@ -97,6 +104,7 @@ class MonkEmulator:
         self.events: dict[str, dict[str, Any]] = {}
         self.writes: collections.Counter[str] = collections.Counter()
         self.requests: list[RequestRecord] = []
+        self.gates: dict[str, threading.Event] = {}
         self.lock = threading.Lock()
         self._numbers = itertools.count(1)
         self._server = _QuietServer((host, port), _handler_for(self))
@@ -117,7 +125,8 @@ class MonkEmulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving."""
+        """Open every gate, stop serving."""
+        self._open_gates()
         self._server.shutdown()
         self._server.server_close()
 
@@ -127,8 +136,15 @@ class MonkEmulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _open_gates(self) -> None:
+        with self.lock:
+            for gate in self.gates.values():
+                gate.set()
+            self.gates.clear()
+
     def reset(self) -> None:
-        """Forget events, requests and scripts."""
+        """Forget events, requests and scripts; open every gate."""
+        self._open_gates()
         with self.lock:
             self.events.clear()
             self.writes.clear()
@@ -136,6 +152,11 @@ class MonkEmulator:
             self.script.clear()
             self.script_by_key.clear()
             self.fail_from = None
+
+    def gate(self, name: str) -> threading.Event:
+        """The gate a `Rule(gate=name)` request waits at (at most 60 s): `.set()` opens it."""
+        with self.lock:
+            return self.gates.setdefault(name, threading.Event())
 
     def accepted_requests(self) -> list[RequestRecord]:
         """Requests answered 202, in the order they were accepted."""
@@ -303,9 +324,18 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             """Quiet."""
 
         def _reply(self, status: int, answer: object, headers: dict | None = None) -> None:
-            data = json.dumps(answer).encode()
+            self._reply_raw(status, json.dumps(answer), headers, "application/json")
+
+        def _reply_raw(
+            self,
+            status: int,
+            text: str,
+            headers: dict | None = None,
+            content_type: str = "text/html",
+        ) -> None:
+            data = text.encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
@@ -345,11 +375,18 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             with emulator.lock:
                 emulator.requests.append(record)
             rule = emulator._rule_for(number, body)
+            if rule and rule.gate:
+                emulator.gate(rule.gate).wait(60)
             if rule and rule.delay:
                 time.sleep(rule.delay)
             if rule and rule.drop:
                 record.dropped = True
                 self.close_connection = True
+                return
+            if rule and (rule.body is not None or rule.location):
+                record.status = rule.status or 200
+                headers = {"Location": rule.location} if rule.location else {}
+                self._reply_raw(record.status, rule.body or "", headers)
                 return
             if rule and rule.status:
                 headers = {"Retry-After": rule.retry_after} if rule.retry_after else {}

@@ -34,7 +34,7 @@ def client_for(emulator: MonkEmulator, key: str = API_KEY, **options) -> MonkCli
 
 
 def test_accepted_batch_returns_receipt(emulator: MonkEmulator) -> None:
-    receipt = client_for(emulator).send_batch(BODY, "batch #1")
+    receipt = client_for(emulator).send_batch(BODY, "batch #1", 1)
     assert receipt.count == 1
     assert receipt.request_id.startswith("req_")
     assert receipt.attempts == 1
@@ -56,7 +56,7 @@ def test_accepted_batch_returns_receipt(emulator: MonkEmulator) -> None:
 def test_transient_failures_are_retried(emulator: MonkEmulator, rule: Rule) -> None:
     emulator.script[1] = rule
     emulator.script[2] = rule
-    receipt = client_for(emulator, timeout=0.5).send_batch(BODY, "batch #1")
+    receipt = client_for(emulator, timeout=0.5).send_batch(BODY, "batch #1", 1)
     assert receipt.attempts == 3
     assert emulator.held_keys() == {"k1"}
     assert emulator.writes["k1"] >= 1
@@ -65,7 +65,7 @@ def test_transient_failures_are_retried(emulator: MonkEmulator, rule: Rule) -> N
 def test_retry_after_is_honoured(emulator: MonkEmulator) -> None:
     emulator.script[1] = Rule(status=429, retry_after="1")
     started = time.monotonic()
-    receipt = client_for(emulator).send_batch(BODY, "batch #1")
+    receipt = client_for(emulator).send_batch(BODY, "batch #1", 1)
     assert receipt.attempts == 2
     assert time.monotonic() - started >= 1.0
 
@@ -73,14 +73,14 @@ def test_retry_after_is_honoured(emulator: MonkEmulator) -> None:
 def test_retries_are_bounded(emulator: MonkEmulator) -> None:
     emulator.fail_from = (1, Rule(status=503))
     with pytest.raises(MonkUnavailableError, match=r"batch #4 after 4 attempt\(s\).*HTTP 503"):
-        client_for(emulator, max_retries=3).send_batch(BODY, "batch #4")
+        client_for(emulator, max_retries=3).send_batch(BODY, "batch #4", 1)
     assert len(emulator.requests) == 4
 
 
 def test_zero_retries_means_one_attempt(emulator: MonkEmulator) -> None:
     emulator.fail_from = (1, Rule(status=500))
     with pytest.raises(MonkUnavailableError):
-        client_for(emulator, max_retries=0).send_batch(BODY, "batch #1")
+        client_for(emulator, max_retries=0).send_batch(BODY, "batch #1", 1)
     assert len(emulator.requests) == 1
 
 
@@ -90,7 +90,7 @@ def test_rejections_are_not_retried_and_show_monks_error(
 ) -> None:
     emulator.script[1] = Rule(status=status, code="SOME_CODE")
     with pytest.raises(MonkRejectedError) as info:
-        client_for(emulator).send_batch(BODY, "batch #9")
+        client_for(emulator).send_batch(BODY, "batch #9", 1)
     assert len(emulator.requests) == 1
     assert info.value.status == status
     assert f"HTTP {status} SOME_CODE" in str(info.value)
@@ -101,7 +101,7 @@ def test_rejections_are_not_retried_and_show_monks_error(
 def test_validation_error_envelope_from_strict_emulator(emulator: MonkEmulator) -> None:
     bad = encode_batch([EVENT, {**EVENT, "customerId": "6f1c2a1e-93a4-4a51-9d1c-2b0c6f9d7e10"}])
     with pytest.raises(MonkRejectedError) as info:
-        client_for(emulator).send_batch(bad, "batch #1")
+        client_for(emulator).send_batch(bad, "batch #1", 2)
     assert info.value.status == 422
     assert info.value.code == "VALIDATION_ERROR"
     assert "exactly one" in info.value.message
@@ -111,7 +111,7 @@ def test_validation_error_envelope_from_strict_emulator(emulator: MonkEmulator) 
 def test_too_many_events_is_413(emulator: MonkEmulator) -> None:
     body = encode_batch([{**EVENT, "idempotencyKey": f"k{i}"} for i in range(10_001)])
     with pytest.raises(MonkRejectedError, match="HTTP 413 BATCH_TOO_LARGE"):
-        client_for(emulator).send_batch(body, "batch #1")
+        client_for(emulator).send_batch(body, "batch #1", 10_001)
 
 
 @pytest.mark.parametrize("kind", ["unknown", "read_only"])
@@ -123,7 +123,7 @@ def test_refused_key_stops_at_once_without_printing_it(
         emulator.read_only_keys.add(key)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(MonkAuthError) as info:
-        client_for(emulator, key=key).send_batch(BODY, "batch #1")
+        client_for(emulator, key=key).send_batch(BODY, "batch #1", 1)
     assert "API key refused" in str(info.value)
     assert "401" in str(info.value) if kind == "unknown" else "403" in str(info.value)
     assert len(emulator.requests) == 1
@@ -138,7 +138,7 @@ def test_key_absent_from_retry_logs_and_errors(
     caplog.set_level(logging.DEBUG)
     emulator.fail_from = (1, Rule(drop=True))
     with pytest.raises(MonkUnavailableError) as info:
-        client_for(emulator).send_batch(BODY, "batch #1")
+        client_for(emulator).send_batch(BODY, "batch #1", 1)
     assert "Retrying batch #1" in caplog.text
     assert API_KEY not in caplog.text
     assert API_KEY not in str(info.value)
@@ -148,7 +148,7 @@ def test_decimal_and_unicode_bodies_round_trip(emulator: MonkEmulator) -> None:
     import decimal
 
     event = {**EVENT, "properties": {"cost": decimal.Decimal("0.10"), "city": "Zürich"}}
-    client_for(emulator).send_batch(encode_batch([event]), "batch #1")
+    client_for(emulator).send_batch(encode_batch([event]), "batch #1", 1)
     assert json.loads(encode_batch([event]))["events"][0]["properties"]["cost"] == 0.1
     assert emulator.events["k1"]["properties"] == {"cost": 0.1, "city": "Zürich"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 
@@ -16,7 +17,7 @@ def test_lines_survive_any_read_size(monkeypatch: pytest.MonkeyPatch, read_size:
     long_value = "x" * 100_000
     data = f'{{"a":1}}\n\n{{"b":"{long_value}"}}\r\n{{"c":3}}'.encode()
     source = io.BufferedReader(io.BytesIO(data), buffer_size=16)
-    lines = [line for chunk in reader._input_chunks(source) for line in chunk]
+    lines = [line for chunk in reader._input_chunks(source, None, 1.0) for line in chunk]
     assert lines == [b'{"a":1}', f'{{"b":"{long_value}"}}\r'.encode(), b'{"c":3}']
 
 
@@ -41,3 +42,25 @@ def test_runs_of_one_streams_records_are_handed_over_together() -> None:
     assert seen[1][1] == [{"i": 1}, {"i": 2}]
     assert str(seen[4][1][0]["i"]) == "4.5"  # a Decimal, digits kept
     assert counts == {"SCHEMA": 1, "RECORD": 4, "STATE": 1}
+
+
+def test_a_silent_pipe_calls_idle_while_waiting() -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b'{"a":1}\n')
+    idle_calls: list[float] = []
+
+    class Silence(Exception):
+        pass
+
+    def idle() -> None:
+        idle_calls.append(1)
+        if len(idle_calls) == 3:
+            raise Silence
+
+    with os.fdopen(read_end, "rb") as source:
+        chunks = reader._input_chunks(source, idle, 0.01)
+        assert next(chunks) == [b'{"a":1}']
+        with pytest.raises(Silence):
+            next(chunks)
+    os.close(write_end)
+    assert len(idle_calls) == 3
