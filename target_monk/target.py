@@ -422,12 +422,11 @@ class TargetMonk(Target):
         A dry run writes none, so the bookmark never moves."""
         if self.dry_run:
             return
-        line = encode_json(state).decode() + "\n"
+        line = encode_json(state) + b"\n"
         with self._stdout_lock:
             self._writing_thread = threading.get_ident()
             try:
-                sys.stdout.write(line)
-                sys.stdout.flush()
+                _write_whole(line)
             finally:
                 self._writing_thread = None
         if self._pending_signal is not None:  # it came while this thread wrote
@@ -466,6 +465,8 @@ class TargetMonk(Target):
         batches_before = self.delivery.batches_submitted
         try:
             super()._process_record_message(message_dict)
+        except (InvalidRecordError, MappingConfigError):
+            raise  # target-monk's own: already one line, already dead-lettered if asked
         except _SDK_RECORD_ERRORS as exc:
             self._sdk_record_error(message_dict, exc)
         if self.delivery.batches_submitted != batches_before:
@@ -681,6 +682,22 @@ class TargetMonk(Target):
             target.fail(exc)
 
 
+def _write_whole(line: bytes) -> None:
+    """Write all of `line` to stdout. Straight to the descriptor: a signal handler
+    that runs during a blocked write of Python's buffered stdout can leave the rest
+    of the line unwritten; os.write resumes after it and reports partial writes."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # stdout replaced in-process
+        sys.stdout.write(line.decode())
+        sys.stdout.flush()
+        return
+    sys.stdout.flush()
+    view = memoryview(line)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _exit_now(code: int) -> t.NoReturn:
     """Exit at once, after flushing what was written: no thread may write after this
     (interpreter shutdown would wait for sender threads, which may log and write)."""
@@ -693,8 +710,17 @@ class DeadLettersWritten(Exception):
     """The run dead-lettered records and fail_on_dead_letter is on."""
 
 
-_SDK_RECORD_ERRORS = (InvalidRecord, MissingKeyPropertiesError, MapExpressionError)
-"""What singer-sdk's per-record steps raise for one bad record."""
+_SDK_RECORD_ERRORS = (
+    InvalidRecord,
+    MissingKeyPropertiesError,
+    MapExpressionError,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    ValueError,
+)
+"""What singer-sdk's per-record steps raise for one bad record: its own errors, and
+what a stream map expression raises as is (1 / 0, a wrong type, a missing index)."""
 
 _FATAL = (
     DeadLettersWritten,

@@ -153,6 +153,24 @@ def wait_until(
         time.sleep(0.02)
 
 
+def open_gate_when(
+    emulator: MonkEmulator, name: str, condition: t.Callable[[], object], timeout: float = 60
+) -> threading.Thread:
+    """Open the emulator's gate `name` once `condition()` holds (or after `timeout` s,
+    failing the test through what it then asserts): an ordering the test sets up,
+    with no sleep."""
+
+    def opener() -> None:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        emulator.gate(name).set()
+
+    thread = threading.Thread(target=opener, daemon=True)
+    thread.start()
+    return thread
+
+
 def run_target(
     config: dict[str, t.Any],
     input_text: str | bytes,

@@ -96,15 +96,18 @@ def test_permanent_faults_fail_clearly_without_state_past_accepted(
 def test_sigkill_then_replay_from_the_last_state(emulator: MonkEmulator, tmp_path: Path) -> None:
     total = 30_000
     data = interleaved_input({"s": total}, state_every=1000)
-    emulator.fail_from = (1, Rule(delay=0.3))
-    # Two in flight, each request slow: the kill surely lands with batches still to send.
+    # Requests from the 4th on wait at a gate: the kill lands with batches still to send.
+    emulator.fail_from = (4, Rule(gate="held"))
     config = base_config(emulator, max_in_flight=2)
     process = start_target(config, tmp_path, stderr=subprocess.DEVNULL)
     feeder = threading.Thread(target=feed, args=(process, data.text().encode()))
     feeder.start()
     first_state = json.loads(process.stdout.readline())
     wait_until(lambda: len(emulator.accepted_requests()) >= 3, timeout=60)
+    wait_until(lambda: len(emulator.requests) >= 4, timeout=60)
     process.send_signal(signal.SIGKILL)
+    emulator.fail_from = None
+    emulator.gate("held").set()
     states = [first_state] + [json.loads(line) for line in process.stdout]
     process.wait(timeout=30)
     feeder.join(timeout=30)

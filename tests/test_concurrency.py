@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import base_config, interleaved_input, run_target
+from conftest import base_config, interleaved_input, open_gate_when, run_target
 from monk_emulator import MonkEmulator, Rule
 
 
@@ -16,7 +16,9 @@ def test_delayed_early_batch_holds_every_state_until_accepted(
     emulator: MonkEmulator, tmp_path: Path
 ) -> None:
     data = interleaved_input({"s": 30_000}, state_every=1000)
-    emulator.script_by_key["s:0"] = Rule(delay=1.5)
+    # Batch 1 is held until another batch has been accepted.
+    emulator.script_by_key["s:0"] = Rule(gate="first")
+    open_gate_when(emulator, "first", lambda: emulator.accepted_requests())
     run = run_target(base_config(emulator, max_in_flight=8), data.text(), tmp_path, emulator)
     assert run.returncode == 0, run.stderr
 
@@ -35,8 +37,13 @@ def test_failure_in_batch_k_with_later_batches_in_flight(
     emulator: MonkEmulator, tmp_path: Path
 ) -> None:
     data = interleaved_input({"s": 40_000}, state_every=1000)
-    # Batch 3 is rejected only after a while, so batches 4.. are sent and accepted first.
-    emulator.script_by_key["s:10000"] = Rule(status=422, code="VALIDATION_ERROR", delay=1.0)
+    # Batch 3 is rejected only once batch 4 has been accepted.
+    emulator.script_by_key["s:10000"] = Rule(status=422, code="VALIDATION_ERROR", gate="third")
+    open_gate_when(
+        emulator,
+        "third",
+        lambda: any("s:15000" in r.keys for r in emulator.accepted_requests()),
+    )
     run = run_target(base_config(emulator, max_in_flight=8), data.text(), tmp_path, emulator)
     assert run.returncode != 0
     assert "HTTP 422 VALIDATION_ERROR" in run.stderr

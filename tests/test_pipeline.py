@@ -177,10 +177,13 @@ def test_monk_failing_mid_run_never_moves_the_bookmark_past_accepted_events(
 def test_sigkill_mid_run_then_rerun(pg: PgCluster, emulator: MonkEmulator, tmp_path) -> None:
     pipeline = Pipeline(pg, emulator, tmp_path)
     pg.seed(23_456)
-    emulator.fail_from = (1, Rule(delay=0.5))  # slow Monk: the kill lands mid-run
+    emulator.fail_from = (3, Rule(gate="held"))  # requests from the 3rd on wait: mid-run
     process = pipeline.start()
     wait_until(lambda: len(emulator.accepted_requests()) >= 2, timeout=120, process=process)
+    wait_until(lambda: len(emulator.requests) >= 3, timeout=120, process=process)
     os.killpg(process.pid, signal.SIGKILL)
+    emulator.fail_from = None
+    emulator.gate("held").set()
     process.wait(timeout=30)
     delivered = len(emulator.held_keys())
     assert 0 < delivered < 23_456

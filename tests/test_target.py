@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TARGET, base_config, interleaved_input, run_target
+from conftest import TARGET, base_config, interleaved_input, open_gate_when, run_target
 from monk_emulator import MonkEmulator, Rule
 
 
@@ -18,8 +18,10 @@ def test_two_interleaved_streams_delivered_exactly_once_with_gated_state(
 ) -> None:
     data = interleaved_input({"usage_a": 12_000, "usage_b": 3_000}, state_every=1000)
     config = base_config(emulator, max_in_flight=max_in_flight)
-    # The last batch of usage_a is slow: STATEs before it go out first, none past it.
-    emulator.script_by_key["usage_a:11000"] = Rule(delay=1.0)
+    # The last batch of usage_a is held until the 3 others are accepted: STATEs before
+    # it go out first, none past it.
+    emulator.script_by_key["usage_a:11000"] = Rule(gate="last")
+    open_gate_when(emulator, "last", lambda: len(emulator.accepted_requests()) >= 3)
     run = run_target(config, data.text(), tmp_path, emulator)
 
     assert run.returncode == 0, run.stderr
