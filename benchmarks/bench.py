@@ -76,15 +76,20 @@ def state_line(i: int) -> str:
     return json.dumps({"type": "STATE", "value": state}) + "\n"
 
 
-def singer_file(records: int) -> Path:
-    """A tap-postgres-like file: one stream, a STATE every 10,000 records."""
-    path = Path(tempfile.gettempdir()) / f"target-monk-bench-{records}.singer"
+def singer_file(records: int, streams: int = 1) -> Path:
+    """A tap-postgres-like file: a STATE every 10,000 records; with `streams` > 1, the
+    records go round-robin to that many streams (as a multi-table tap's interleave)."""
+    suffix = f"-{streams}streams" if streams > 1 else ""
+    path = Path(tempfile.gettempdir()) / f"target-monk-bench-{records}{suffix}.singer"
     if path.exists():
         return path
+    names = [STREAM] if streams == 1 else [f"{STREAM}_{n:02d}" for n in range(streams)]
     with path.open("w") as out:
-        out.write(json.dumps(SCHEMA) + "\n")
+        for name in names:
+            out.write(json.dumps({**SCHEMA, "stream": name}) + "\n")
         for i in range(1, records + 1):
-            out.write(json.dumps({"type": "RECORD", "stream": STREAM, "record": row(i)}) + "\n")
+            stream = names[i % len(names)]
+            out.write(json.dumps({"type": "RECORD", "stream": stream, "record": row(i)}) + "\n")
             if i % 10_000 == 0:
                 out.write(state_line(i))
     return path
@@ -170,14 +175,18 @@ def contenders(
                 "api_url": url,
                 "event_name_field": "event_name",
                 "max_in_flight": max_in_flight,
-                "idempotency_key_template": "sync_{id}",
+                # The guide's key, which may serve one stream only: with --streams,
+                # the stream's name joins it.
+                "idempotency_key_template": (
+                    "{stream}_{id}" if "streams" in path.stem else "sync_{id}"
+                ),
                 "allow_insecure_http": True,  # the emulator speaks plain http
             }
         )
     )
     python = sys.executable
     target_monk = [python, "-m", "target_monk", "--config", str(config)]
-    records = int(path.stem.rsplit("-", 1)[1])
+    records = int(path.stem.split("-")[3])
     guide = [python, str(ROOT / "benchmarks" / "guide_loop.py"), str(path), url, API_KEY]
     return {
         "target-monk": (target_monk, path),
@@ -197,6 +206,9 @@ def main() -> None:
         help="seconds added to every request, between Monk handling it and the answer",
     )
     parser.add_argument("--max-in-flight", type=int, default=4)
+    parser.add_argument(
+        "--streams", type=int, default=1, help="interleave the records over this many streams"
+    )
     parser.add_argument("--only", help="comma-separated contender names (prefixes)")
     parser.add_argument("--repeat", type=int, default=3, help="runs each; the median is shown")
     parser.add_argument(
@@ -204,10 +216,11 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    path = singer_file(args.records)
+    path = singer_file(args.records, args.streams)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_MONK_")}
     print(
-        f"{args.records} events, latency {args.latency * 1000:.0f} ms/request, "
+        f"{args.records} events in {args.streams} stream(s), "
+        f"latency {args.latency * 1000:.0f} ms/request, "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
     print(

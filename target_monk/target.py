@@ -52,6 +52,8 @@ MAX_BATCH_EVENTS = 10_000
 DEFAULT_API_URL = "https://events-api.monk.com"
 DEAD_LETTER_PATH = "target-monk-dead-letter.jsonl"
 DRY_RUN_PATH = "target-monk-dry-run.jsonl"
+BOUND_CHECK_RECORDS = 1000
+"""Buffers may pass max_buffered_events by at most this many records."""
 DEFAULT_MAX_BATCH_BYTES = 5_000_000
 """A safety margin: Monk publishes no byte limit for a request body."""
 
@@ -333,6 +335,7 @@ class TargetMonk(Target):
         self._pending_signal: int | None = None
         self._flush_interval = float(config.get("flush_interval_seconds", 60))
         self._max_buffered = int(config.get("max_buffered_events", 50_000))
+        self._unchecked_records = 0
         self.message_reader.on_tick = self._tick
         self.message_reader.tick_seconds = min(1.0, self._flush_interval / 4)
         self.key_space = KeySpace(config.get("stream_overrides") or {})
@@ -451,7 +454,7 @@ class TargetMonk(Target):
             if sink.is_full:  # type: ignore[union-attr]
                 self.drain_one(sink)  # type: ignore[arg-type]
                 self._send_batches_holding_back_state()
-        self._bound_buffers()
+        self._bound_buffers(len(records))
         self._handle_max_record_age()
 
     def _process_record_message(self, message_dict: dict) -> None:
@@ -471,7 +474,7 @@ class TargetMonk(Target):
             self._sdk_record_error(message_dict, exc)
         if self.delivery.batches_submitted != batches_before:
             self._send_batches_holding_back_state()
-        self._bound_buffers()
+        self._bound_buffers(1)
 
     def _sdk_record_error(self, message_dict: dict, error: Exception) -> None:
         """A record the SDK's steps refused (JSON Schema validation, a missing key
@@ -489,8 +492,14 @@ class TargetMonk(Target):
             raise invalid from None
         self.dead_letter_invalid(invalid, record)
 
-    def _bound_buffers(self) -> None:
-        """Past max_buffered_events in all partial batches, send the largest."""
+    def _bound_buffers(self, records_added: int) -> None:
+        """Past max_buffered_events in all partial batches, send the largest. Checked
+        every BOUND_CHECK_RECORDS records (summing every stream's buffer for each
+        record would cost as much as mapping it when streams interleave)."""
+        self._unchecked_records += records_added
+        if self._unchecked_records < BOUND_CHECK_RECORDS:
+            return
+        self._unchecked_records = 0
         for holder in self.delivery.largest_holders(above=self._max_buffered):
             self.drain_one(holder)  # type: ignore[arg-type]
 
