@@ -1,13 +1,20 @@
-"""What the target writes: JSON (Decimals as numbers) and local JSON Lines files
-(dead letters, dry-run request bodies)."""
+"""What the target writes: JSON (Decimals as numbers), STATE lines on stdout, and local
+JSON Lines files (dead letters, dry-run request bodies)."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import typing as t
 from pathlib import Path
 
 import msgspec
+
+if t.TYPE_CHECKING:
+    from target_monk.client import MonkRejectedError
+    from target_monk.mapping import InvalidRecordError
+    from target_monk.report import RunReport
 
 encode_json = msgspec.json.Encoder(decimal_format="number").encode
 """Compact JSON bytes, Decimal values written as numbers with all their digits."""
@@ -36,3 +43,102 @@ class JsonLinesFile:
             self._file.write(line + b"\n")
             self._file.flush()
             self.count += 1
+
+
+class DeadLetters:
+    """The dead-letter file: records that break a rule (`stage: validation`, with the
+    record) and events Monk rejected (`stage: monk`, with the event and requestId).
+    One object, handed to the sinks and to the sender."""
+
+    def __init__(self, file: JsonLinesFile, report: RunReport) -> None:
+        """Write to `file`; count each letter in `report`."""
+        self.file = file
+        self._report = report
+
+    def invalid(self, error: InvalidRecordError, record: dict[str, t.Any]) -> None:
+        """Set aside a record that cannot become a valid event."""
+        self.file.write(
+            {
+                "stream": error.stream,
+                "key": error.record_key,
+                "stage": "validation",
+                "field": error.field,
+                "reason": error.reason,
+                "record": record,
+            }
+        )
+        self._report.dead_lettered(error.stream)
+
+    def rejected(self, stream: str, event: dict[str, t.Any], error: MonkRejectedError) -> None:
+        """Set aside an event Monk rejected on its own (found by splitting its batch)."""
+        details = error.error.get("details") or [{}]
+        self.file.write(
+            {
+                "stream": stream,
+                "key": event.get("idempotencyKey"),
+                "stage": "monk",
+                "field": details[0].get("field"),
+                "reason": f"HTTP {error.status} {error.code}: {error.message}",
+                "requestId": error.request_id,
+                "event": event,
+            }
+        )
+        self._report.dead_lettered(stream)
+
+
+class StateLines:
+    """Writes STATE values to stdout, one whole line each, whatever signal arrives.
+
+    The signal handler runs in the main thread. If that thread is writing a line, the
+    line is finished first and the stop happens right after it (`stop_after_line`);
+    if a sender thread is, `hold()` waits for the line, then keeps the lock for good.
+    """
+
+    def __init__(self, write: bool = True) -> None:
+        """`write=False` (a dry run) writes nothing, so the bookmark never moves."""
+        self._write = write
+        self._lock = threading.Lock()
+        self._writing_thread: int | None = None
+        self._after_line: t.Callable[[], None] | None = None
+
+    def write(self, state: object) -> None:
+        """Write the bare state value, exactly as received (Decimals as numbers)."""
+        if not self._write:
+            return
+        line = encode_json(state) + b"\n"
+        with self._lock:
+            self._writing_thread = threading.get_ident()
+            try:
+                _write_whole(line)
+            finally:
+                self._writing_thread = None
+        if self._after_line is not None:  # a signal came while this thread wrote
+            self._after_line()
+
+    def stop_after_line(self, stop: t.Callable[[], None]) -> bool:
+        """From a signal handler: if this thread is writing a line, have `stop` called
+        once it is whole and return True; otherwise return False."""
+        if self._writing_thread == threading.get_ident():
+            self._after_line = stop
+            return True
+        return False
+
+    def hold(self) -> None:
+        """Wait for any line being written by another thread; write none after."""
+        self._lock.acquire()
+
+
+def _write_whole(line: bytes) -> None:
+    """Write all of `line` to stdout. Straight to the descriptor: a signal handler
+    that runs during a blocked write of Python's buffered stdout can leave the rest
+    of the line unwritten; os.write resumes after it and reports partial writes."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # stdout replaced in-process
+        sys.stdout.write(line.decode())
+        sys.stdout.flush()
+        return
+    sys.stdout.flush()
+    view = memoryview(line)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import decimal
+import json
+import logging
 import threading
 import time
 import typing as t
@@ -106,6 +108,31 @@ class RunReport:
             "elapsed_seconds": round(elapsed, 3),
             "events_per_second": round(accepted / max(elapsed, 1e-9)),
         }
+
+    def log_summary(
+        self, logger: logging.Logger, records_read: t.Mapping[str, int], warnings: list[str]
+    ) -> dict[str, t.Any]:
+        """Log a line per stream, the warnings, and the whole summary as one JSON line
+        (`target-monk summary: {...}`, for machines); return it."""
+        summary = self.summary(records_read)
+        summary["warnings"] = warnings
+        for warning in warnings:
+            logger.warning("%s", warning)
+        for stream, totals in summary["streams"].items():
+            logger.info(
+                "Summary for stream '%s': %d records read, %d events accepted, "
+                "%d dead-lettered, %d retries, %d requests, %d bytes, %.0f events/s",
+                stream,
+                totals["records_read"],
+                totals["events_accepted"],
+                totals["dead_lettered"],
+                totals["retries"],
+                totals["batches"],
+                totals["bytes"],
+                totals["events_per_second"],
+            )
+        logger.info("target-monk summary: %s", json.dumps(summary, sort_keys=True))
+        return summary
 
     def receipt(self) -> list[dict[str, t.Any]]:
         """Per customer and event name: events and numeric property sums delivered."""

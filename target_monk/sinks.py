@@ -6,6 +6,7 @@ import datetime as dt
 import typing as t
 
 from singer_sdk.sinks import BatchSink
+from typing_extensions import override
 
 from target_monk.mapping import EventMapper, InvalidRecordError, MappingSettings
 
@@ -14,19 +15,25 @@ if t.TYPE_CHECKING:
 
 
 class MonkSink(BatchSink):
-    """One stream's events, buffered until `batch_size_rows`, then delivered."""
+    """One stream's events, buffered until `batch_size_rows`, then delivered.
+
+    Records arrive by two paths (docs/architecture.md): the target's fast path calls
+    `add_records` with runs of records as read; singer-sdk's path calls
+    `process_record` once per record, after its own steps. Both map through
+    `_map_into_batch`, so a record gives the same event either way.
+    """
 
     def __init__(
         self,
         target: TargetMonk,
         stream_name: str,
-        schema: dict,
+        schema: dict[str, t.Any],
         key_properties: t.Sequence[str] | None,
     ) -> None:
         """Build the stream's mapper; refuse a stream that cannot be keyed."""
         super().__init__(target, stream_name, schema, key_properties)
-        self._target = target
         self._delivery = target.delivery
+        self._dead_letters = target.dead_letters
         self._mapper = EventMapper(
             stream_name,
             key_properties or (),
@@ -38,7 +45,8 @@ class MonkSink(BatchSink):
         self._count_per_batch = target.fast_path  # the SDK's path counts each record
         self._max_rows = self.max_size
 
-    def _validate_and_parse(self, record: dict) -> dict:
+    @override
+    def _validate_and_parse(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """singer-sdk's per-record step (an SDK internal, called by
         `Target._process_record_message`), minus two things: the SDK's date-time
         parsing (mapping reads date-times itself, the same way on every path, so a
@@ -52,25 +60,28 @@ class MonkSink(BatchSink):
             self._validator.validate(record)
         return record
 
-    def record_key(self, record: dict) -> str:
+    def record_key(self, record: t.Mapping[str, t.Any]) -> str:
         """The record's key property values, for error messages."""
         return self._mapper.record_key(record)
 
-    def process_record(self, record: dict, context: dict) -> None:
+    @override
+    def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:
         """The SDK's path: one record, after the SDK's own per-record steps."""
         self._map_into_batch([record], 0, 1, dt.datetime.now(dt.UTC))
 
-    def add_records(self, records: list[dict], start: int, now: dt.datetime) -> int:
+    def add_records(self, records: list[dict[str, t.Any]], start: int, now: dt.datetime) -> int:
         """The target's fast path: map records from `start` on into the batch, until the
         batch is full; return where it stopped. (The SDK's per-record steps copy the
-        record, run stream maps, check key properties and parse date-time strings;
-        mapping does all the checking Monk needs itself.)"""
+        record, run stream maps, check key properties and validate; mapping does all
+        the checking Monk needs itself.)"""
         stop = min(len(records), start + self._max_rows - self._batch_records_read)
         self._map_into_batch(records, start, stop, now)
         self.tally_record_read(stop - start)
         return stop
 
-    def _map_into_batch(self, records: list[dict], start: int, stop: int, now: dt.datetime) -> None:
+    def _map_into_batch(
+        self, records: list[dict[str, t.Any]], start: int, stop: int, now: dt.datetime
+    ) -> None:
         """Check and map each record now, so a bad one fails before its batch is sent
         (or, in dead-letter mode, is written down and skipped)."""
         events, hold, map_record = self._events, self._delivery.hold, self._mapper.map
@@ -78,15 +89,16 @@ class MonkSink(BatchSink):
             try:
                 event = map_record(records[index], now)
             except InvalidRecordError as error:
-                if self._target.dead_letters is None:
+                if self._dead_letters is None:
                     raise
-                self._target.dead_letter_invalid(error, records[index])
+                self._dead_letters.invalid(error, records[index])
                 continue
             if not events:  # a new batch starts: its records are held from here
                 hold(self, events)
             events.append(event)
 
-    def process_batch(self, context: dict) -> None:
+    @override
+    def process_batch(self, context: dict[str, t.Any]) -> None:
         """Hand the buffered events to the delivery pool (returns once it has a slot)."""
         events, self._events = self._events, []
         if self._count_per_batch:

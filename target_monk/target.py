@@ -1,13 +1,16 @@
-"""target-monk: deliver any Singer tap's records to Monk as billed usage events."""
+"""target-monk: deliver any Singer tap's records to Monk as billed usage events.
+
+This module is the wiring: the settings, the parts built from them, and singer-sdk's
+hooks. How a record and a STATE travel, and where the fast path and the SDK's path
+fork, is in docs/architecture.md; the SDK internals used are in sdk_internals.py.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import gc
-import json
 import os
 import sys
-import threading
 import typing as t
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from singer_sdk.exceptions import (
 from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.singerlib.exceptions import InvalidInputLine
+from typing_extensions import override
 
 from target_monk.batch_files import BatchFileError, batch_records
 from target_monk.client import (
@@ -31,49 +35,44 @@ from target_monk.client import (
     DryRunClient,
     MonkClient,
     MonkError,
-    MonkRejectedError,
     check_api_url,
-    encode_batch,
-    encode_in_parts,
 )
-from target_monk.delivery import Batch, Delivery, DeliveryFailed
-from target_monk.mapping import InvalidRecordError, KeySpace, MappingConfigError
-from target_monk.outputs import JsonLinesFile, encode_json
+from target_monk.delivery import Delivery, DeliveryFailed
+from target_monk.mapping import InvalidRecordError, KeySpace, MappingConfigError, MappingSettings
+from target_monk.outputs import DeadLetters, JsonLinesFile, StateLines, encode_json
 from target_monk.reader import SingerBytesReader
 from target_monk.report import RunReport
+from target_monk.sender import Sender
 from target_monk.sinks import MonkSink
 
 if t.TYPE_CHECKING:
-    from pathlib import PurePath
     from types import FrameType
 
 MAX_BATCH_EVENTS = 10_000
 """Monk's limit of events per request."""
 DEFAULT_API_URL = "https://events-api.monk.com"
-DEAD_LETTER_PATH = "target-monk-dead-letter.jsonl"
-DRY_RUN_PATH = "target-monk-dry-run.jsonl"
 BOUND_CHECK_RECORDS = 1000
 """Buffers may pass max_buffered_events by at most this many records."""
-DEFAULT_MAX_BATCH_BYTES = 5_000_000
-"""A safety margin: Monk publishes no byte limit for a request body."""
+SDK_PATH_SETTINGS = ("validate_records", "stream_maps", "flattening_enabled")
+"""Settings that need singer-sdk's per-record steps: with none set, the fast path."""
 
 _MAPPING_SETTINGS = th.PropertiesList(
     th.Property(
         "customer_id_field",
         th.StringType,
-        default="customer_id",
+        default=MappingSettings.customer_id_field,
         description="Source field for customerId (Monk's customer UUID).",
     ),
     th.Property(
         "external_customer_id_field",
         th.StringType,
-        default="external_customer_id",
+        default=MappingSettings.external_customer_id_field,
         description="Source field for externalCustomerId, used when customerId is empty.",
     ),
     th.Property(
         "event_name_field",
         th.StringType,
-        default="event_name",
+        default=MappingSettings.event_name_field,
         description="Source field for eventName.",
     ),
     th.Property(
@@ -84,13 +83,13 @@ _MAPPING_SETTINGS = th.PropertiesList(
     th.Property(
         "timestamp_field",
         th.StringType,
-        default="timestamp",
+        default=MappingSettings.timestamp_field,
         description="Source field for the event time (ISO 8601 or date-time; naive = UTC).",
     ),
     th.Property(
         "properties_field",
         th.StringType,
-        default="properties",
+        default=MappingSettings.properties_field,
         description=(
             "If a record has an object in this field, it becomes the properties; "
             "otherwise every field not mapped above (except _sdc_*) does."
@@ -146,7 +145,7 @@ class TargetMonk(Target):
         th.Property(
             "max_batch_bytes",
             th.IntegerType(minimum=1000),
-            default=DEFAULT_MAX_BATCH_BYTES,
+            default=5_000_000,
             description=(
                 "Largest request body in bytes; a batch whose JSON would be larger is "
                 "sent in parts. A safety margin: Monk publishes no byte limit."
@@ -224,7 +223,7 @@ class TargetMonk(Target):
         th.Property(
             "dead_letter_path",
             th.StringType,
-            default=DEAD_LETTER_PATH,
+            default="target-monk-dead-letter.jsonl",
             description="JSON Lines file for dead-lettered records and events (appended).",
         ),
         th.Property(
@@ -245,7 +244,7 @@ class TargetMonk(Target):
         th.Property(
             "dry_run_path",
             th.StringType,
-            default=DRY_RUN_PATH,
+            default="target-monk-dry-run.jsonl",
             description="JSON Lines file for dry-run request bodies, one body per line.",
         ),
         th.Property(
@@ -282,13 +281,13 @@ class TargetMonk(Target):
     def __init__(
         self,
         *,
-        config: dict | PurePath | str | list[PurePath | str] | None = None,
+        config: dict[str, t.Any] | Path | str | list[Path | str] | None = None,
         parse_env_config: bool = False,
         validate_config: bool = True,
         setup_mapper: bool = True,
-        message_reader: t.Any = None,
+        message_reader: SingerBytesReader | None = None,
     ) -> None:
-        """Set up the Monk client and the delivery pool."""
+        """Build the parts: client, sender, delivery, STATE output, reader hooks."""
         super().__init__(
             config=config,
             parse_env_config=parse_env_config,
@@ -297,170 +296,111 @@ class TargetMonk(Target):
             message_reader=message_reader,
         )
         self.max_parallelism = 1  # sinks drain in turn; delivery itself is concurrent
-        config = self.config
-        api_url = config.get("api_url", DEFAULT_API_URL)
+        settings = {**SETTING_DEFAULTS, **self.config}
         try:
-            check_api_url(api_url, config.get("allow_insecure_http", False))
+            check_api_url(settings["api_url"], settings["allow_insecure_http"])
         except ValueError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
-        self.dry_run = bool(config.get("dry_run"))
-        self._request_timeout = float(config.get("request_timeout_seconds", 60))
-        self.client: MonkClient | DryRunClient
-        if self.dry_run:
-            self.client = DryRunClient(JsonLinesFile(config.get("dry_run_path", DRY_RUN_PATH)))
-        else:
-            self.client = MonkClient(
-                api_url,
-                config.get("api_key", ""),
-                timeout=self._request_timeout,
-                max_retries=int(config.get("max_retries", 5)),
-                backoff_seconds=float(config.get("retry_backoff_seconds", 1)),
-                max_wait_seconds=float(config.get("max_retry_wait_seconds", 60)),
+        self.dry_run = bool(settings["dry_run"])
+        self.request_timeout = float(settings["request_timeout_seconds"])
+        self.client: MonkClient | DryRunClient = (
+            DryRunClient(JsonLinesFile(settings["dry_run_path"]))
+            if self.dry_run
+            else MonkClient(
+                settings["api_url"],
+                settings.get("api_key", ""),
+                timeout=self.request_timeout,
+                max_retries=int(settings["max_retries"]),
+                backoff_seconds=float(settings["retry_backoff_seconds"]),
+                max_wait_seconds=float(settings["max_retry_wait_seconds"]),
             )
+        )
+        self.report = RunReport(keep_receipt=bool(settings.get("summary_path")))
         self.dead_letters = (
-            JsonLinesFile(config.get("dead_letter_path", DEAD_LETTER_PATH))
-            if config.get("on_invalid_record") == "dead_letter"
+            DeadLetters(JsonLinesFile(settings["dead_letter_path"]), self.report)
+            if settings["on_invalid_record"] == "dead_letter"
             else None
         )
-        self.report = RunReport(keep_receipt=bool(config.get("summary_path")))
-        self._progress_every = int(config.get("progress_every_batches", 10))
+        self.state_lines = StateLines(write=not self.dry_run)
+        sender = Sender(
+            self.client,
+            self.report,
+            self.dead_letters,
+            max_batch_bytes=int(settings["max_batch_bytes"]),
+            progress_every=int(settings["progress_every_batches"]),
+        )
         self.delivery = Delivery(
-            self._send,
-            self._write_state_line,
-            max_in_flight=int(config.get("max_in_flight", 4)),
+            sender, self.state_lines.write, max_in_flight=int(settings["max_in_flight"])
         )
-        self._max_batch_bytes = int(config.get("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES))
-        self._stdout_lock = threading.Lock()  # one STATE line at a time, always whole
-        self._writing_thread: int | None = None
-        self._pending_signal: int | None = None
-        self._flush_interval = float(config.get("flush_interval_seconds", 60))
-        self._max_buffered = int(config.get("max_buffered_events", 50_000))
+        self.key_space = KeySpace(settings["stream_overrides"])
+        self._flush_interval = float(settings["flush_interval_seconds"])
+        self._max_buffered = int(settings["max_buffered_events"])
         self._unchecked_records = 0
-        self.message_reader.on_tick = self._tick
-        self.message_reader.tick_seconds = min(1.0, self._flush_interval / 4)
-        self.key_space = KeySpace(config.get("stream_overrides") or {})
         self._summary_logged = False
-        # The fast path: runs of records skip the SDK's generic per-record steps,
-        # unless a setting needs them.
-        self.fast_path = not any(
-            config.get(name) for name in ("validate_records", "stream_maps", "flattening_enabled")
-        )
+        reader = t.cast("SingerBytesReader", self.message_reader)
+        reader.on_tick = self._tick
+        reader.tick_seconds = min(1.0, self._flush_interval / 4)
+        # The fork of the two record paths (docs/architecture.md): unless a setting
+        # needs the SDK's per-record steps, runs of records skip them.
+        self.fast_path = not any(settings.get(name) for name in SDK_PATH_SETTINGS)
         if self.fast_path:
-            self.message_reader.on_records = self._process_records
+            reader.on_records = self._process_records
 
-    # Delivery callbacks (worker threads).
+    # The fast path, and what both paths share.
 
-    def _send(self, batch: Batch) -> None:
-        label = f"batch #{batch.number} ({len(batch.events)} events of stream '{batch.label}')"
-        parts = encode_in_parts(batch.events, self._max_batch_bytes)
-        for number, (events, body) in enumerate(parts, 1):
-            part_label = label if len(parts) == 1 else f"{label}, part {number}/{len(parts)}"
-            self._post(batch.label, events, body, part_label)
-
-    def _post(self, stream: str, events: list[dict], body: bytes, label: str) -> None:
-        """Post one body. With dead-lettering on, a batch Monk rejects as a whole is
-        split in halves, recursively, until the rejected events stand alone: about
-        2 * log2(batch size) extra requests per rejected event."""
-        try:
-            receipt = self.client.send_batch(body, label, len(events))
-        except MonkRejectedError as exc:
-            if self.dead_letters is None or exc.status not in (400, 413, 422):
-                raise
-            if len(events) == 1:
-                self._dead_letter_rejected(stream, events[0], exc)
-                return
-            self.logger.warning("%s; splitting it to find the rejected events", exc)
-            middle = len(events) // 2
-            for half, which in ((events[:middle], "first"), (events[middle:], "second")):
-                half_label = f"{label}, {which} {len(half)} events"
-                self._post(stream, half, encode_batch(half), half_label)
-            return
-        accepted = self.report.accepted(stream, events, len(body), receipt.attempts)
-        self.logger.info(
-            "Monk accepted %s (requestId %s, %d attempt(s))",
-            label,
-            receipt.request_id,
-            receipt.attempts,
-        )
-        if accepted % self._progress_every == 0:
-            self.logger.info(
-                "Progress: %d requests accepted, %d events accepted, %.0f events/s",
-                accepted,
-                self.report.events_accepted(),
-                self.report.events_per_second(),
-            )
-
-    def _dead_letter_rejected(self, stream: str, event: dict, error: MonkRejectedError) -> None:
-        details = error.error.get("details") or [{}]
-        self.dead_letters.write(  # type: ignore[union-attr]
-            {
-                "stream": stream,
-                "key": event.get("idempotencyKey"),
-                "stage": "monk",
-                "field": details[0].get("field"),
-                "reason": f"HTTP {error.status} {error.code}: {error.message}",
-                "requestId": error.request_id,
-                "event": event,
-            }
-        )
-        self.report.dead_lettered(stream)
-
-    def dead_letter_invalid(self, error: InvalidRecordError, record: dict) -> None:
-        """Write an invalid record down instead of failing the run."""
-        self.dead_letters.write(  # type: ignore[union-attr]
-            {
-                "stream": error.stream,
-                "key": error.record_key,
-                "stage": "validation",
-                "field": error.field,
-                "reason": error.reason,
-                "record": record,
-            }
-        )
-        self.report.dead_lettered(error.stream)
-
-    def _write_state_line(self, state: dict) -> None:
-        """Write the bare state value, exactly as received (Decimals as numbers), as
-        one whole line whatever signal arrives meanwhile (see _handle_termination).
-        A dry run writes none, so the bookmark never moves."""
-        if self.dry_run:
-            return
-        line = encode_json(state) + b"\n"
-        with self._stdout_lock:
-            self._writing_thread = threading.get_ident()
-            try:
-                _write_whole(line)
-            finally:
-                self._writing_thread = None
-        if self._pending_signal is not None:  # it came while this thread wrote
-            self._stop_on_signal(self._pending_signal)
-
-    # Singer message handling.
-
-    def _process_records(self, stream: str, records: list[dict]) -> None:
+    def _process_records(self, stream: str, records: list[dict[str, t.Any]]) -> None:
         """The fast path: a run of one stream's records joins its sink's batch; a full
-        batch is sent.
-
-        After a full batch goes out, partial batches of other streams that hold back
-        the newest STATE go out too, so checkpoints keep moving.
+        batch is sent, and with it the partial batches that hold back the newest STATE.
         """
         sink = self._sinks_active.get(stream)
-        if sink is None:
+        if not isinstance(sink, MonkSink):
             self._assert_sink_exists(stream)
+            return
         now = dt.datetime.now(dt.UTC)
         done = 0
         while done < len(records):
-            done = sink.add_records(records, done, now)  # type: ignore[union-attr]
-            if sink.is_full:  # type: ignore[union-attr]
-                self.drain_one(sink)  # type: ignore[arg-type]
+            done = sink.add_records(records, done, now)
+            if sink.is_full:
+                self.drain_one(sink)
                 self._send_batches_holding_back_state()
         self._bound_buffers(len(records))
         self._handle_max_record_age()
 
-    def _process_record_message(self, message_dict: dict) -> None:
-        """The SDK's path, plus: a RECORD that is not an object fails the run; after a
-        full batch goes out, partial batches of other streams that hold back the
-        newest STATE are sent."""
+    def _send_batches_holding_back_state(self) -> None:
+        """Send the partial batches whose records keep the newest STATE unwritten, so
+        checkpoints keep moving during long backfills."""
+        for holder in self.delivery.holders_blocking_states():
+            self.drain_one(t.cast("MonkSink", holder))
+
+    def _bound_buffers(self, records_added: int) -> None:
+        """Past max_buffered_events in all partial batches, send the largest. Checked
+        every BOUND_CHECK_RECORDS records (summing every stream's buffer for each
+        record would cost as much as mapping it when streams interleave)."""
+        self._unchecked_records += records_added
+        if self._unchecked_records < BOUND_CHECK_RECORDS:
+            return
+        self._unchecked_records = 0
+        for holder in self.delivery.largest_holders(above=self._max_buffered):
+            self.drain_one(t.cast("MonkSink", holder))
+
+    def _tick(self) -> None:
+        """Called by the reader at least every tick_seconds, also while the input is
+        silent: fail at once if a batch failed; send partial batches older than
+        flush_interval_seconds (and what holds back the newest STATE with them)."""
+        self.delivery.raise_if_failed()
+        old = self.delivery.holders_older_than(self._flush_interval)
+        for holder in old:
+            self.drain_one(t.cast("MonkSink", holder))
+        if old:
+            self._send_batches_holding_back_state()
+
+    # singer-sdk's message hooks.
+
+    @override
+    def _process_record_message(self, message_dict: dict[str, t.Any]) -> None:
+        """The SDK's path, plus: a RECORD that is not an object fails the run; a record
+        the SDK's steps refuse is reported like any invalid record; partial batches
+        that hold back the newest STATE follow a full batch out."""
         self._assert_line_requires(message_dict, requires={"stream", "record"})
         if type(message_dict["record"]) is not dict or type(message_dict["stream"]) is not str:
             msg = f"RECORD whose stream is not a string or record not an object: {message_dict!r}"
@@ -476,7 +416,7 @@ class TargetMonk(Target):
             self._send_batches_holding_back_state()
         self._bound_buffers(1)
 
-    def _sdk_record_error(self, message_dict: dict, error: Exception) -> None:
+    def _sdk_record_error(self, message_dict: dict[str, t.Any], error: Exception) -> None:
         """A record the SDK's steps refused (JSON Schema validation, a missing key
         property, a stream map expression): the same as a record mapping refuses,
         dead-lettered or failing the run in one line."""
@@ -490,31 +430,10 @@ class TargetMonk(Target):
         invalid = InvalidRecordError(stream, key, field, f"{type(error).__name__}: {reason}")
         if self.dead_letters is None:
             raise invalid from None
-        self.dead_letter_invalid(invalid, record)
+        self.dead_letters.invalid(invalid, record)
 
-    def _bound_buffers(self, records_added: int) -> None:
-        """Past max_buffered_events in all partial batches, send the largest. Checked
-        every BOUND_CHECK_RECORDS records (summing every stream's buffer for each
-        record would cost as much as mapping it when streams interleave)."""
-        self._unchecked_records += records_added
-        if self._unchecked_records < BOUND_CHECK_RECORDS:
-            return
-        self._unchecked_records = 0
-        for holder in self.delivery.largest_holders(above=self._max_buffered):
-            self.drain_one(holder)  # type: ignore[arg-type]
-
-    def _tick(self) -> None:
-        """Called by the reader at least every tick_seconds, also while the input is
-        silent: fail at once if a batch failed; send partial batches older than
-        flush_interval_seconds (and what holds back the newest STATE with them)."""
-        self.delivery.raise_if_failed()
-        old = self.delivery.holders_older_than(self._flush_interval)
-        for holder in old:
-            self.drain_one(holder)  # type: ignore[arg-type]
-        if old:
-            self._send_batches_holding_back_state()
-
-    def _process_batch_message(self, message_dict: dict) -> None:
+    @override
+    def _process_batch_message(self, message_dict: dict[str, t.Any]) -> None:
         """BATCH: the files' records take exactly the path RECORD lines take (checks,
         mapping, dead letters, batching, STATE gating), in runs. singer-sdk's own
         `Sink.process_batch_files` would hand each whole file to `process_batch`."""
@@ -531,7 +450,8 @@ class TargetMonk(Target):
             for record in records:
                 self._process_record_message({"type": "RECORD", "stream": stream, "record": record})
 
-    def _process_activate_version_message(self, message_dict: dict) -> None:
+    @override
+    def _process_activate_version_message(self, message_dict: dict[str, t.Any]) -> None:
         """ACTIVATE_VERSION (full-table taps): nothing to do. Monk keeps every event it
         accepted; rows missing from a new table version are not un-billed."""
         self._assert_line_requires(message_dict, requires={"stream", "version"})
@@ -544,10 +464,7 @@ class TargetMonk(Target):
             stream,
         )
 
-    def _send_batches_holding_back_state(self) -> None:
-        for holder in self.delivery.holders_blocking_states():
-            self.drain_one(holder)  # type: ignore[arg-type]
-
+    @override
     def _assert_sink_exists(self, stream_name: str) -> None:
         """Fail on a message for a stream with no SCHEMA yet, in target-monk's words."""
         if not self.sink_exists(stream_name):
@@ -557,16 +474,32 @@ class TargetMonk(Target):
             )
             raise RecordsWithoutSchemaException(msg)
 
-    def _process_state_message(self, message_dict: dict) -> None:
-        """Queue the STATE; it is written once every earlier record is accepted."""
+    @override
+    def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:
+        """Queue the STATE; it is written once every earlier record is accepted. (The
+        SDK's `_latest_state` is never set, so the SDK's `drain_all` writes no STATE.)"""
         self._assert_line_requires(message_dict, requires={"value"})
         self.delivery.state_received(message_dict["value"])
 
+    @override
     def process_endofpipe(self) -> None:
         """Send what is buffered, wait for every batch, write the last STATE."""
         super().process_endofpipe()
         self.delivery.finish()
         self._finish_report()
+
+    @override
+    def listen(self, file_input: t.IO[str] | None = None) -> None:
+        """Read and deliver everything; on a known failure, `fail()`."""
+        # Everything built so far (modules, the SDK, the config) lives for the whole
+        # run: keep the garbage collector from re-scanning it for every batch.
+        gc.freeze()
+        try:
+            super().listen(file_input)
+        except _FATAL as exc:
+            self.fail(exc)
+
+    # Ending a run.
 
     def log_summary(self) -> dict[str, t.Any]:
         """Log what the run did, per stream and as one JSON line; return it."""
@@ -575,65 +508,57 @@ class TargetMonk(Target):
             records_read[sink.stream_name] = (
                 records_read.get(sink.stream_name, 0) + sink._total_records_read
             )
-        summary = self.report.summary(records_read)
-        summary["warnings"] = self.key_space.warnings()
-        for warning in summary["warnings"]:
-            self.logger.warning("%s", warning)
-        for stream, totals in summary["streams"].items():
-            self.logger.info(
-                "Summary for stream '%s': %d records read, %d events accepted, "
-                "%d dead-lettered, %d retries, %d requests, %d bytes, %.0f events/s",
-                stream,
-                totals["records_read"],
-                totals["events_accepted"],
-                totals["dead_lettered"],
-                totals["retries"],
-                totals["batches"],
-                totals["bytes"],
-                totals["events_per_second"],
-            )
-        self.logger.info("target-monk summary: %s", json.dumps(summary, sort_keys=True))
         self._summary_logged = True
-        return summary
+        return self.report.log_summary(self.logger, records_read, self.key_space.warnings())
 
     def _finish_report(self) -> None:
         """Log the summary; write the receipt; say what was dead-lettered, failing the
         run if asked to."""
         summary = self.log_summary()
-        if self.dry_run:
+        if isinstance(self.client, DryRunClient):
             self.logger.warning(
                 "Dry run: nothing was sent and no STATE was written; %d request bodies are in %s",
-                self.client.bodies.count,  # type: ignore[union-attr]
-                self.client.bodies.path,  # type: ignore[union-attr]
+                self.client.bodies.count,
+                self.client.bodies.path,
             )
         if self.config.get("summary_path"):
             receipt = encode_json({"run": summary, "usage": self.report.receipt()})
             Path(self.config["summary_path"]).write_bytes(msgspec.json.format(receipt) + b"\n")
-        if summary["dead_lettered"]:
-            path = self.dead_letters.path  # type: ignore[union-attr]
+        if summary["dead_lettered"] and self.dead_letters is not None:
             self.logger.warning(
                 "%d records or events were dead-lettered to %s (see the README, "
                 "'When things go wrong')",
                 summary["dead_lettered"],
-                path,
+                self.dead_letters.file.path,
             )
             if self.config.get("fail_on_dead_letter"):
                 msg = f"{summary['dead_lettered']} dead-lettered (fail_on_dead_letter is on)"
                 raise DeadLettersWritten(msg)
 
-    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """Stop at once; never let a STATE out past an unaccepted record, nor half a
-        STATE line.
+    def fail(self, error: BaseException) -> t.NoReturn:
+        """The one way a run fails: take no more input (the caller has stopped
+        reading), retry nothing, let the batches already handed to delivery make at
+        most one attempt each and wait for them (at most 2 x request_timeout_seconds
+        + 5 s: max_in_flight being posted, then the one waiting for a sender), write no
+        STATE from then on, log the summary of what Monk accepted, then one
+        `target-monk failed:` line; exit 1."""
+        self.client.stop()
+        self.delivery.wait_for_running(timeout=2 * self.request_timeout + 5)
+        self.state_lines.hold()
+        self.delivery.halt()
+        if not self._summary_logged:
+            self.log_summary()
+        self.logger.error("target-monk failed: %s", error)
+        _exit_now(1)
 
-        singer-sdk's own handler drains and exits 0, which loses in-flight events.
-        The handler runs in the main thread: if that thread is writing a STATE line,
-        the line is finished first (the writer stops after it); if a sender thread is,
-        the handler waits for the line by taking the stdout lock, for good.
-        """
-        if self._writing_thread == threading.get_ident():
-            self._pending_signal = signum
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: stop at once; never let a STATE out past an unaccepted
+        record, nor half a STATE line (see `StateLines`). singer-sdk's own handler
+        drains and exits 0, which loses in-flight events."""
+        if self.state_lines.stop_after_line(lambda: self._stop_on_signal(signum)):
             return
-        self._stdout_lock.acquire()
+        self.state_lines.hold()
         self._stop_on_signal(signum)
 
     def _stop_on_signal(self, signum: int) -> t.NoReturn:
@@ -648,63 +573,13 @@ class TargetMonk(Target):
         )
         _exit_now(0 if delivered else 1)
 
-    def fail(self, error: BaseException) -> t.NoReturn:
-        """The one way a run fails: take no more input (the caller has stopped
-        reading), retry nothing, let the batches already handed to delivery make at
-        most one attempt each and wait for them (at most 2 x request_timeout_seconds
-        + 5 s: max_in_flight being posted, then the one waiting for a sender), write no
-        STATE from then on, log the summary of what Monk accepted, then one
-        `target-monk failed:` line; exit 1."""
-        self.client.stop()
-        self.delivery.wait_for_running(timeout=2 * self._request_timeout + 5)
-        with self._stdout_lock:
-            self.delivery.halt()
-        if not self._summary_logged:
-            self.log_summary()
-        self.logger.error("target-monk failed: %s", error)
-        _exit_now(1)
 
-    @classmethod
-    def invoke(  # type: ignore[override]
-        cls,
-        *,
-        about: bool = False,
-        about_format: str | None = None,
-        config: t.Any = None,
-        file_input: t.IO[str] | None = None,
-    ) -> None:
-        """Run the target (as singer-sdk's Target.invoke does); on a known failure, log
-        what the run did, then one clear error line, and exit 1."""
-        super(Target, cls).invoke(about=about, about_format=about_format)  # --about
-        cls.print_version(print_fn=cls.logger.info)
-        target = cls(
-            config=config.config if config else {},
-            validate_config=True,
-            parse_env_config=config.parse_env if config else False,
-        )
-        # Everything built so far (modules, the SDK, the config) lives for the whole
-        # run: keep the garbage collector from re-scanning it for every batch.
-        gc.freeze()
-        try:
-            target.listen(file_input)
-        except _FATAL as exc:
-            target.fail(exc)
-
-
-def _write_whole(line: bytes) -> None:
-    """Write all of `line` to stdout. Straight to the descriptor: a signal handler
-    that runs during a blocked write of Python's buffered stdout can leave the rest
-    of the line unwritten; os.write resumes after it and reports partial writes."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # stdout replaced in-process
-        sys.stdout.write(line.decode())
-        sys.stdout.flush()
-        return
-    sys.stdout.flush()
-    view = memoryview(line)
-    while view:
-        view = view[os.write(fd, view) :]
+SETTING_DEFAULTS: dict[str, t.Any] = {
+    name: spec["default"]
+    for name, spec in TargetMonk.config_jsonschema["properties"].items()
+    if "default" in spec
+}
+"""Every setting's default, from the schema above: the one place defaults live."""
 
 
 def _exit_now(code: int) -> t.NoReturn:
@@ -741,3 +616,4 @@ _FATAL = (
     RecordsWithoutSchemaException,
     BatchFileError,
 )
+"""Failures `fail()` reports in one line; anything else is a bug, with its traceback."""

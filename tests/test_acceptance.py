@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     API_KEY,
     base_config,
     feed,

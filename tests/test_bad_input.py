@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     API_KEY,
     base_config,
     interleaved_input,

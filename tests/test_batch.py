@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import base_config, run_target
+from helpers import base_config, run_target
 from monk_emulator import MonkEmulator
 
 from target_monk.batch_files import BatchFileError, batch_records

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     SingerInput,
     TargetRun,
     base_config,

@@ -7,7 +7,7 @@ import logging
 import time
 
 import pytest
-from conftest import API_KEY
+from helpers import API_KEY
 from monk_emulator import MonkEmulator, Rule
 
 from target_monk.client import (

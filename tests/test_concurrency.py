@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import base_config, interleaved_input, open_gate_when, run_target
+from helpers import base_config, interleaved_input, open_gate_when, run_target
 from monk_emulator import MonkEmulator, Rule
 
 

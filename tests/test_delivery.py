@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+import typing as t
 
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 
 from target_monk.delivery import Batch, Delivery, DeliveryFailed
 
@@ -29,7 +30,17 @@ class ScriptedSend:
         self.release.setdefault(number, threading.Event()).set()
 
 
-def make(max_in_flight: int = 4) -> tuple[Delivery, ScriptedSend, list[dict], threading.Event]:
+class SinkLikeDelivery(Delivery):
+    """A Delivery with the buffers the sinks would keep, one per holder name."""
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffers: dict[str, list] = {}
+
+
+def make(
+    max_in_flight: int = 4,
+) -> tuple[SinkLikeDelivery, ScriptedSend, list[dict], threading.Event]:
     send = ScriptedSend()
     written: list[dict] = []
     wrote = threading.Event()
@@ -38,23 +49,20 @@ def make(max_in_flight: int = 4) -> tuple[Delivery, ScriptedSend, list[dict], th
         written.append(state)
         wrote.set()
 
-    return Delivery(send, write, max_in_flight), send, written, wrote
+    return SinkLikeDelivery(send, write, max_in_flight), send, written, wrote
 
 
-BUFFERS: dict[tuple[int, str], list] = {}
-
-
-def receive(delivery: Delivery, holder: str, count: int) -> None:
+def receive(delivery: SinkLikeDelivery, holder: str, count: int) -> None:
     """As a sink does: hold a new buffer before its first record, then append."""
-    buffer = BUFFERS.setdefault((id(delivery), holder), [])
+    buffer = delivery.buffers.setdefault(holder, [])
     for _ in range(count):
         if not buffer:
             delivery.hold(holder, buffer)
         buffer.append({})
 
 
-def send(delivery: Delivery, holder: str) -> None:
-    delivery.submit(holder, BUFFERS.pop((id(delivery), holder)), holder)
+def send(delivery: SinkLikeDelivery, holder: str) -> None:
+    delivery.submit(holder, delivery.buffers.pop(holder), holder)
 
 
 def test_later_batch_finishing_first_does_not_release_state() -> None:

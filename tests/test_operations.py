@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, base_config, interleaved_input, record_message, run_target
+from helpers import API_KEY, base_config, interleaved_input, record_message, run_target
 from monk_emulator import MonkEmulator
 
 

@@ -15,7 +15,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import API_KEY, base_config, run_target
+from helpers import API_KEY, base_config, run_target
 from monk_emulator import MonkEmulator
 
 USAGE_SCHEMA = {

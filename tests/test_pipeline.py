@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, wait_until
+from helpers import API_KEY, wait_until
 from monk_emulator import MonkEmulator, Rule
 from pg_cluster import PgCluster
 

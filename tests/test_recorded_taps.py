@@ -8,7 +8,7 @@ import collections
 from pathlib import Path
 
 import pytest
-from conftest import base_config, run_target
+from helpers import base_config, run_target
 from monk_emulator import MonkEmulator
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pipelinewise-tap-postgres-1.8.4-full-table.singer"

@@ -18,21 +18,27 @@ Left out, and why:
 
 from __future__ import annotations
 
+import importlib.resources
+import typing as t
+from pathlib import Path
+
 import pytest
-from conftest import API_KEY
+from helpers import API_KEY, run_target
 from monk_emulator import MonkEmulator
-from singer_sdk.testing import get_target_test_class
+from pg_cluster import free_port
+from singer_sdk.testing import get_target_test_class, target_test_streams
 from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.suites import SingerTestSuite
 
 from target_monk.mapping import InvalidRecordError, MappingConfigError
 from target_monk.target import TargetMonk
 
-EMULATOR = MonkEmulator(API_KEY).start()
-
+# The SDK builds its test class from a config at import time, so the emulator's port
+# is chosen now; the emulator itself runs only while this module's tests do.
+PORT = free_port()
 CONFIG = {
     "api_key": API_KEY,
-    "api_url": EMULATOR.url,
+    "api_url": f"http://127.0.0.1:{PORT}",
     "event_name": "sdk_test",
     "external_customer_id_field": "monk_customer",
     "timestamp_field": "monk_time",
@@ -88,10 +94,22 @@ TestTargetMonk = get_target_test_class(
 )
 
 
-def test_duplicate_records_collapse_to_the_latest_version_per_key() -> None:
-    """Runs after the suite above: the same row twice is one event, last write wins."""
-    events = EMULATOR.events
+@pytest.fixture(scope="module", autouse=True)
+def sdk_emulator() -> t.Iterator[MonkEmulator]:
+    """The emulator every test of this module (the SDK's suite too) posts to."""
+    with MonkEmulator(API_KEY, port=PORT) as running:
+        yield running
+
+
+def test_duplicate_records_collapse_to_the_latest_version_per_key(tmp_path: Path) -> None:
+    """The SDK's duplicate-records input: the same row thrice is one event, the last."""
+    stream_file = importlib.resources.files(target_test_streams) / "duplicate_records.singer"
+    with MonkEmulator(API_KEY) as emulator:
+        config = {**CONFIG, "api_url": emulator.url}
+        run = run_target(config, stream_file.read_bytes(), tmp_path, emulator)
+        events = dict(emulator.events)
+    assert run.returncode == 0, run.stderr[-2000:]
     assert events["test_duplicate_records:1"]["properties"]["metric"] == 100
     assert events["test_duplicate_records:2"]["properties"]["metric"] == 20
-    assert len([k for k in events if k.startswith("test_duplicate_records:")]) == 2
+    assert set(events) == {"test_duplicate_records:1", "test_duplicate_records:2"}
     assert all(e["eventName"] == "sdk_test" for e in events.values())

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TARGET, base_config, interleaved_input, open_gate_when, run_target
+from helpers import TARGET, base_config, interleaved_input, open_gate_when, run_target
 from monk_emulator import MonkEmulator, Rule
 
 

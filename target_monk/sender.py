@@ -1,0 +1,85 @@
+"""Posting one batch: its parts within the byte cap, Monk's answer, rejected batches
+split down to the events Monk refuses (dead-lettered), and the run's tallies.
+
+`Delivery` calls a `Sender` from its worker threads; the sender knows nothing of
+Singer, nor of how batches are ordered and checkpointed.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from target_monk.client import MonkRejectedError, encode_batch, encode_in_parts
+
+if t.TYPE_CHECKING:
+    from target_monk.client import DryRunClient, MonkClient
+    from target_monk.delivery import Batch
+    from target_monk.outputs import DeadLetters
+    from target_monk.report import RunReport
+
+logger = logging.getLogger("target-monk")
+
+SPLIT_ON = frozenset({400, 413, 422})
+"""Statuses that reject a whole batch for what some of its events are."""
+
+
+class Sender:
+    """Sends a batch to Monk; raises if it cannot be delivered (or dead-lettered)."""
+
+    def __init__(
+        self,
+        client: MonkClient | DryRunClient,
+        report: RunReport,
+        dead_letters: DeadLetters | None = None,
+        max_batch_bytes: int = 5_000_000,
+        progress_every: int = 10,
+    ) -> None:
+        """Post with `client`, count in `report`; with `dead_letters`, split rejected
+        batches instead of failing."""
+        self.client = client
+        self.report = report
+        self.dead_letters = dead_letters
+        self.max_batch_bytes = max_batch_bytes
+        self.progress_every = progress_every
+
+    def __call__(self, batch: Batch) -> None:
+        """Send `batch` in as few requests as keep each within `max_batch_bytes`."""
+        label = f"batch #{batch.number} ({len(batch.events)} events of stream '{batch.label}')"
+        parts = encode_in_parts(batch.events, self.max_batch_bytes)
+        for number, (events, body) in enumerate(parts, 1):
+            part_label = label if len(parts) == 1 else f"{label}, part {number}/{len(parts)}"
+            self._post(batch.label, events, body, part_label)
+
+    def _post(self, stream: str, events: list[dict[str, t.Any]], body: bytes, label: str) -> None:
+        """Post one body. With dead-lettering on, a batch Monk rejects as a whole is
+        split in halves, recursively, until the rejected events stand alone: about
+        2 * log2(batch size) extra requests per rejected event."""
+        try:
+            receipt = self.client.send_batch(body, label, len(events))
+        except MonkRejectedError as exc:
+            if self.dead_letters is None or exc.status not in SPLIT_ON:
+                raise
+            if len(events) == 1:
+                self.dead_letters.rejected(stream, events[0], exc)
+                return
+            logger.warning("%s; splitting it to find the rejected events", exc)
+            middle = len(events) // 2
+            for half, which in ((events[:middle], "first"), (events[middle:], "second")):
+                half_label = f"{label}, {which} {len(half)} events"
+                self._post(stream, half, encode_batch(half), half_label)
+            return
+        accepted = self.report.accepted(stream, events, len(body), receipt.attempts)
+        logger.info(
+            "Monk accepted %s (requestId %s, %d attempt(s))",
+            label,
+            receipt.request_id,
+            receipt.attempts,
+        )
+        if accepted % self.progress_every == 0:
+            logger.info(
+                "Progress: %d requests accepted, %d events accepted, %.0f events/s",
+                accepted,
+                self.report.events_accepted(),
+                self.report.events_per_second(),
+            )

@@ -1,0 +1,215 @@
+"""Test helpers: Singer input builders, the target as a subprocess, waiting without
+sleeping for an ordering."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import typing as t
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monk_emulator import MonkEmulator
+
+API_KEY = "mk_test_" + "ab12" * 12
+TARGET = [sys.executable, "-m", "target_monk"]
+
+
+def base_config(emulator: MonkEmulator, **overrides: t.Any) -> dict[str, t.Any]:
+    """Fast-retrying config pointed at the emulator. MONK_TEST_MAX_IN_FLIGHT sets the
+    default max_in_flight, so the suite can run again with 1 and 8 (scripts/test)."""
+    return {
+        "api_key": API_KEY,
+        "api_url": emulator.url,
+        "retry_backoff_seconds": 0.05,
+        "request_timeout_seconds": 5,
+        "max_in_flight": int(os.environ.get("MONK_TEST_MAX_IN_FLIGHT", "4")),
+        **overrides,
+    }
+
+
+def schema_message(stream: str, key_properties: t.Sequence[str] = ("id",)) -> dict:
+    return {
+        "type": "SCHEMA",
+        "stream": stream,
+        "key_properties": list(key_properties),
+        "schema": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "external_customer_id": {"type": ["string", "null"]},
+                "event_name": {"type": "string"},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "tokens": {"type": ["number", "null"]},
+                "region": {"type": ["string", "null"]},
+            },
+        },
+    }
+
+
+def record_message(stream: str, row_id: int, **changes: t.Any) -> dict:
+    record = {
+        "id": row_id,
+        "external_customer_id": f"cus_{row_id % 7}",
+        "event_name": "api_call",
+        "timestamp": "2026-03-15T10:30:00+00:00",
+        "tokens": row_id % 100,
+        "region": "eu",
+        **changes,
+    }
+    return {"type": "RECORD", "stream": stream, "record": record}
+
+
+@dataclass
+class SingerInput:
+    """Interleaved streams with a STATE every `state_every` records."""
+
+    messages: list[dict] = field(default_factory=list)
+    keys_before_state: list[tuple[dict, set[str]]] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "".join(json.dumps(m) + "\n" for m in self.messages)
+
+
+def interleaved_input(sizes: dict[str, int], state_every: int = 1000) -> SingerInput:
+    """Round-robin records of several streams; STATE values count records per stream."""
+    data = SingerInput()
+    data.messages.extend(schema_message(s) for s in sizes)
+    sent = dict.fromkeys(sizes, 0)
+    keys: set[str] = set()
+    total = 0
+    while any(sent[s] < n for s, n in sizes.items()):
+        for stream, size in sizes.items():
+            if sent[stream] >= size:
+                continue
+            data.messages.append(record_message(stream, sent[stream]))
+            keys.add(f"{stream}:{sent[stream]}")
+            sent[stream] += 1
+            total += 1
+            if total % state_every == 0:
+                value = {"bookmarks": {s: {"replication_key_value": c} for s, c in sent.items()}}
+                data.messages.append({"type": "STATE", "value": value})
+                data.keys_before_state.append((value, set(keys)))
+    return data
+
+
+@dataclass
+class TargetRun:
+    """What a target subprocess did."""
+
+    returncode: int
+    states: list[dict]
+    stdout: str
+    stderr: str
+    state_times: list[float]
+    keys_held_at_state: list[set[str]]
+
+
+def start_target(
+    config: dict[str, t.Any], tmp_path: Path, stderr: int = subprocess.PIPE
+) -> subprocess.Popen:
+    """Start `python -m target_monk` with `config`, its stdin and stdout piped."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_MONK_")}
+    return subprocess.Popen(
+        [*TARGET, "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=env,
+    )
+
+
+def feed(process: subprocess.Popen, data: bytes) -> None:
+    """Write all of `data` to the process's stdin and close it (it may exit first)."""
+    try:
+        process.stdin.write(data)
+        process.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def wait_until(
+    condition: t.Callable[[], object],
+    timeout: float = 30.0,
+    process: subprocess.Popen | None = None,
+) -> None:
+    """Poll `condition` until it holds; fail after `timeout` s, or if `process` ends."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process is None or process.poll() is None, "the process ended first"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def open_gate_when(
+    emulator: MonkEmulator, name: str, condition: t.Callable[[], object], timeout: float = 60
+) -> threading.Thread:
+    """Open the emulator's gate `name` once `condition()` holds (or after `timeout` s,
+    failing the test through what it then asserts): an ordering the test sets up,
+    with no sleep."""
+
+    def opener() -> None:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        emulator.gate(name).set()
+
+    thread = threading.Thread(target=opener, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_target(
+    config: dict[str, t.Any],
+    input_text: str | bytes,
+    tmp_path: Path,
+    emulator: MonkEmulator | None = None,
+    timeout: float = 120,
+    on_started: t.Callable[[subprocess.Popen], None] | None = None,
+) -> TargetRun:
+    """Pipe input into `python -m target_monk`; note when each STATE line appeared and
+    which idempotency keys the emulator held at that moment."""
+    process = start_target(config, tmp_path)
+    data = input_text.encode() if isinstance(input_text, str) else input_text
+    stderr_chunks: list[bytes] = []
+
+    def drain_stderr() -> None:
+        stderr_chunks.append(process.stderr.read())
+
+    threads = [
+        threading.Thread(target=feed, args=(process, data)),
+        threading.Thread(target=drain_stderr),
+    ]
+    for thread in threads:
+        thread.start()
+    if on_started:
+        on_started(process)
+    stdout_lines, times, held = [], [], []
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        times.append(time.time())
+        held.append(emulator.held_keys() if emulator else set())
+        stdout_lines.append(line.decode())
+        if time.monotonic() > deadline:
+            break
+    try:
+        returncode = process.wait(timeout=max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        returncode = process.wait()
+    for thread in threads:
+        thread.join(timeout=10)
+    return TargetRun(
+        returncode=returncode,
+        states=[json.loads(line) for line in stdout_lines],
+        stdout="".join(stdout_lines),
+        stderr=b"".join(stderr_chunks).decode(errors="replace"),
+        state_times=times,
+        keys_held_at_state=held,
+    )
