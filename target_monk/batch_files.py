@@ -82,7 +82,7 @@ def _jsonl_records(file: t.IO[bytes], url: str, run_rows: int) -> t.Iterator[lis
     # taps (0.53) gzip every JSONL file, also with `compression: none`.
     gzipped = file.read(2) == _GZIP_MAGIC
     file.seek(0)
-    source: t.IO[bytes] = gzip.GzipFile(fileobj=file) if gzipped else file
+    source: t.IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=file) if gzipped else file
     number = 0
     for lines in line_chunks(source.read):
         records = []

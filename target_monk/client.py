@@ -217,7 +217,7 @@ class MonkClient:
         """Exponential wait with jitter, capped; or the server's Retry-After, capped."""
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER_SECONDS)
-        base = self.backoff_seconds * 2 ** min(failed_attempts - 1, 30)
+        base = self.backoff_seconds * float(2 ** min(failed_attempts - 1, 30))
         return min(self.max_wait_seconds, base / 2 + random.uniform(0, base / 2))  # noqa: S311
 
     def _post_once(self, body: bytes, label: str, count: int, attempt: int) -> Receipt:

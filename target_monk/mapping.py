@@ -169,9 +169,11 @@ def canonical_text(value: object, datelike: str | None = None) -> str:
 
 
 def _parse_datelike(text: str, datelike: str) -> dt.date | dt.time:
-    parse = {"date": dt.date.fromisoformat, "time": dt.time.fromisoformat}.get(
-        datelike, dt.datetime.fromisoformat
-    )
+    parsers: dict[str, t.Callable[[str], dt.date | dt.time]] = {
+        "date": dt.date.fromisoformat,
+        "time": dt.time.fromisoformat,
+    }
+    parse = parsers.get(datelike, dt.datetime.fromisoformat)
     try:
         return parse(text.strip())
     except ValueError:

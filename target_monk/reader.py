@@ -32,6 +32,8 @@ class SingerBytesReader(MsgSpecReader):
     on_tick: t.Callable[[], None] | None = None
     """Called at least every `tick_seconds`: between chunks, and while no input comes."""
     tick_seconds: float = 1.0
+    on_failure: t.Callable[[Exception], None] | None = None
+    """Called with any error that stops the reading, before it propagates."""
 
     @property
     def default_input(self) -> t.IO[t.Any]:  # type: ignore[override]
@@ -67,6 +69,18 @@ class SingerBytesReader(MsgSpecReader):
         callbacks: dict[str, t.Callable[[dict], None]],
     ) -> collections.Counter[str]:
         """Call the callback of each line's message type; count lines by type."""
+        try:
+            return self._process_input(file_input, callbacks)
+        except Exception as exc:
+            if self.on_failure is not None:
+                self.on_failure(exc)
+            raise
+
+    def _process_input(
+        self,
+        file_input: t.IO[t.Any] | None,
+        callbacks: dict[str, t.Callable[[dict], None]],
+    ) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()
         tick, every = self.on_tick, self.tick_seconds
         next_tick = time.monotonic() + every
@@ -87,7 +101,6 @@ class SingerBytesReader(MsgSpecReader):
         run_stream = ""
         run: list[dict] = []
         for line in lines:
-            self._current_message = line
             message = self.deserialize_json(line)
             kind = message.get("type")
             if on_records is not None and kind == "RECORD":

@@ -46,6 +46,7 @@ from target_monk.sender import Sender
 from target_monk.sinks import MonkSink
 
 if t.TYPE_CHECKING:
+    from pathlib import PurePath
     from types import FrameType
 
 MAX_BATCH_EVENTS = 10_000
@@ -121,6 +122,8 @@ class TargetMonk(Target):
     default_sink_class = MonkSink
     message_reader_class = SingerBytesReader
     capabilities: t.ClassVar[list[t.Any]] = [*Target.capabilities, PluginCapabilities.BATCH]
+    exit_on_failure: t.ClassVar[bool] = False
+    """Set by `invoke` (the command line): a failure exits 1 after `fail()`."""
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -281,7 +284,7 @@ class TargetMonk(Target):
     def __init__(
         self,
         *,
-        config: dict[str, t.Any] | Path | str | list[Path | str] | None = None,
+        config: dict[str, t.Any] | PurePath | str | list[PurePath | str] | None = None,
         parse_env_config: bool = False,
         validate_config: bool = True,
         setup_mapper: bool = True,
@@ -301,6 +304,13 @@ class TargetMonk(Target):
             check_api_url(settings["api_url"], settings["allow_insecure_http"])
         except ValueError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+        if settings.get("load_method") == "overwrite":
+            msg = (
+                "load_method 'overwrite' cannot work with Monk: events it accepted cannot "
+                "be deleted. Use append-only (the default) or upsert: both deliver by "
+                "idempotency key, and Monk keeps the last write per key."
+            )
+            raise ConfigValidationError(msg, errors=[msg])
         self.dry_run = bool(settings["dry_run"])
         self.request_timeout = float(settings["request_timeout_seconds"])
         self.client: MonkClient | DryRunClient = (
@@ -345,6 +355,10 @@ class TargetMonk(Target):
         self.fast_path = not any(settings.get(name) for name in SDK_PATH_SETTINGS)
         if self.fast_path:
             reader.on_records = self._process_records
+        reader.on_failure = self._on_reading_failure
+        # Everything built so far (modules, the SDK, the config) lives for the whole
+        # run: keep the garbage collector from re-scanning it for every batch.
+        gc.freeze()
 
     # The fast path, and what both paths share.
 
@@ -484,20 +498,29 @@ class TargetMonk(Target):
     @override
     def process_endofpipe(self) -> None:
         """Send what is buffered, wait for every batch, write the last STATE."""
-        super().process_endofpipe()
-        self.delivery.finish()
-        self._finish_report()
+        try:
+            super().process_endofpipe()
+            self.delivery.finish()
+            self._finish_report()
+        except _FATAL as exc:
+            self._on_reading_failure(exc)
+            raise
+
+    def _on_reading_failure(self, error: Exception) -> None:
+        """The reader stopped on `error`: run from the command line, a known failure
+        ends the run the one way; anything else is a bug, and goes on with its
+        traceback. In-process (tests, a library user) every error propagates."""
+        if self.exit_on_failure and isinstance(error, _FATAL):
+            self.fail(error)
 
     @override
-    def listen(self, file_input: t.IO[str] | None = None) -> None:
-        """Read and deliver everything; on a known failure, `fail()`."""
-        # Everything built so far (modules, the SDK, the config) lives for the whole
-        # run: keep the garbage collector from re-scanning it for every batch.
-        gc.freeze()
-        try:
-            super().listen(file_input)
-        except _FATAL as exc:
-            self.fail(exc)
+    @classmethod
+    def invoke(
+        cls, *, about: bool = False, about_format: str | None = None, **kwargs: t.Any
+    ) -> None:
+        """The command line (singer-sdk's invoke): failures end the run with `fail()`."""
+        cls.exit_on_failure = True
+        super().invoke(about=about, about_format=about_format, **kwargs)
 
     # Ending a run.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -108,33 +107,12 @@ def test_batch_size_out_of_range_refused_at_start(
     assert emulator.requests == []
 
 
-def test_about_lists_every_setting() -> None:
-    about = subprocess.run(
-        [*TARGET, "--about", "--format", "json"], capture_output=True, text=True, check=True
-    )
-    settings = json.loads(about.stdout)["settings"]["properties"]
-    expected = {
-        "api_key",
-        "api_url",
-        "batch_size_rows",
-        "customer_id_field",
-        "external_customer_id_field",
-        "event_name_field",
-        "event_name",
-        "timestamp_field",
-        "properties_field",
-        "idempotency_key_template",
-        "stream_overrides",
-        "request_timeout_seconds",
-        "max_retries",
-        "max_in_flight",
-        "max_batch_bytes",
-        "property_fields",
-    }
-    assert expected <= set(settings)
-    assert all(settings[name].get("description") for name in expected)
-    assert settings["api_key"].get("secret") is True
-    assert settings["batch_size_rows"]["default"] == 5000
+def test_load_method_overwrite_is_refused_at_start(emulator: MonkEmulator, tmp_path: Path) -> None:
+    data = interleaved_input({"s": 3}, state_every=3)
+    run = run_target(base_config(emulator, load_method="overwrite"), data.text(), tmp_path)
+    assert run.returncode != 0
+    assert "load_method 'overwrite'" in run.stderr
+    assert emulator.requests == []
 
 
 def test_config_from_environment(emulator: MonkEmulator, tmp_path: Path) -> None:

@@ -112,17 +112,36 @@ class TargetRun:
 def start_target(
     config: dict[str, t.Any], tmp_path: Path, stderr: int = subprocess.PIPE
 ) -> subprocess.Popen:
-    """Start `python -m target_monk` with `config`, its stdin and stdout piped."""
+    """Start `python -m target_monk` with `config`, its stdin and stdout piped. The
+    `target_processes` fixture (conftest) ends it and closes its pipes after the test."""
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_MONK_")}
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [*TARGET, "--config", str(config_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=stderr,
         env=env,
     )
+    STARTED.append(process)
+    return process
+
+
+STARTED: list[subprocess.Popen] = []
+"""Target processes started by the running test (see conftest's target_processes)."""
+
+
+def end_processes() -> None:
+    """Kill what is still running of STARTED, close every pipe, forget them."""
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pipe in (process.stdin, process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def feed(process: subprocess.Popen, data: bytes) -> None:
@@ -205,6 +224,9 @@ def run_target(
         returncode = process.wait()
     for thread in threads:
         thread.join(timeout=10)
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
     return TargetRun(
         returncode=returncode,
         states=[json.loads(line) for line in stdout_lines],

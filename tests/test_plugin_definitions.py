@@ -1,0 +1,50 @@
+"""The settings every plugin definition declares are exactly `--about`'s: meltano.yml
+(names, kinds, sensitivity, capabilities) and every setting documented."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import TARGET
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from plugin_settings import setting_definitions  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def about() -> dict:
+    done = subprocess.run(
+        [*TARGET, "--about", "--format", "json"], capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)
+
+
+def declared(definition: dict) -> dict[str, tuple[str, bool]]:
+    return {
+        s["name"]: (s.get("kind", "string"), bool(s.get("sensitive")))
+        for s in definition["settings"]
+    }
+
+
+def test_every_setting_is_described(about: dict) -> None:
+    settings = about["settings"]["properties"]
+    assert len(settings) >= 39
+    undocumented = [name for name, spec in settings.items() if not spec.get("description")]
+    assert undocumented == []
+    assert settings["api_key"].get("secret") is True
+    assert [name for name, spec in settings.items() if spec.get("secret")] == ["api_key"]
+    assert settings["batch_size_rows"]["default"] == 5000
+
+
+def test_meltano_yml_declares_every_setting_as_about_does(about: dict) -> None:
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    [loader] = [p for p in project["plugins"]["loaders"] if p["name"] == "target-monk"]
+    assert declared(loader) == declared({"settings": setting_definitions(about)})
+    assert loader["capabilities"] == about["capabilities"]
