@@ -48,3 +48,16 @@ def test_meltano_yml_declares_every_setting_as_about_does(about: dict) -> None:
     [loader] = [p for p in project["plugins"]["loaders"] if p["name"] == "target-monk"]
     assert declared(loader) == declared({"settings": setting_definitions(about)})
     assert loader["capabilities"] == about["capabilities"]
+
+
+def test_hub_definition_is_what_about_says(about: dict) -> None:
+    hub = yaml.safe_load((ROOT / "hub" / "target-monk.yml").read_text())
+    assert hub["settings"] == setting_definitions(about)  # descriptions and defaults too
+    assert hub["capabilities"] == about["capabilities"]
+    assert hub["settings_group_validation"] == [["api_key"]]
+    assert (hub["name"], hub["namespace"], hub["executable"], hub["pip_url"]) == (
+        "target-monk",
+        "target_monk",
+        "target-monk",
+        "target-monk",
+    )
