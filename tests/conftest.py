@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import typing as t
+from pathlib import Path
 
 import pytest
-from helpers import API_KEY, end_processes
+from helpers import API_KEY, MELTANO, ROOT, end_processes, meltano_env
 from monk_emulator import MonkEmulator
+from pg_cluster import PgCluster
 
 
 @pytest.fixture
@@ -21,3 +24,24 @@ def target_processes() -> t.Iterator[None]:
     """Every target process a test started is ended and its pipes closed after it."""
     yield
     end_processes()
+
+
+@pytest.fixture(scope="session")
+def meltano_plugins() -> None:
+    """Install the project's Meltano plugins once (offline: all declared inline)."""
+    subprocess.run(
+        [MELTANO, "install"],
+        cwd=ROOT,
+        env=meltano_env({}),
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> t.Iterator[PgCluster]:
+    """A throwaway PostgreSQL cluster with the guide's billing_events table."""
+    cluster = PgCluster(tmp_path / "pg").start()
+    yield cluster
+    cluster.stop()

@@ -7,44 +7,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import typing as t
-from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import API_KEY, wait_until
+from helpers import API_KEY, MELTANO, ROOT, emulator_totals, meltano_env, wait_until
 from monk_emulator import MonkEmulator, Rule
 from pg_cluster import PgCluster
-
-ROOT = Path(__file__).resolve().parents[1]
-MELTANO = str(Path(sys.executable).with_name("meltano"))
-
-
-@pytest.fixture(scope="module")
-def meltano_plugins() -> None:
-    """Install the plugins once (offline: everything is declared inline)."""
-    subprocess.run(
-        [MELTANO, "install"],
-        cwd=ROOT,
-        env=meltano_env({}),
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
-
-
-@pytest.fixture
-def pg(tmp_path: Path) -> t.Iterator[PgCluster]:
-    cluster = PgCluster(tmp_path / "pg").start()
-    yield cluster
-    cluster.stop()
-
-
-def meltano_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TARGET_MONK_", "TAP_"))}
-    env.update({"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **extra})
-    return env
 
 
 class Pipeline:
@@ -101,15 +69,6 @@ class Pipeline:
         bookmarks = state.get("singer_state", {}).get("bookmarks", {})
         value = bookmarks.get("public-billing_events", {}).get("replication_key_value")
         return None if value is None else int(value)
-
-
-def emulator_totals(emulator: MonkEmulator) -> dict[str, tuple[int, int]]:
-    counts: Counter[str] = Counter()
-    tokens: Counter[str] = Counter()
-    for event in emulator.events.values():
-        counts[event["externalCustomerId"]] += 1
-        tokens[event["externalCustomerId"]] += event["properties"]["tokens"]
-    return {c: (counts[c], tokens[c]) for c in sorted(counts)}
 
 
 def source_keys(pg: PgCluster, max_id: int | None = None) -> set[str]:

@@ -3,6 +3,7 @@ sleeping for an ordering."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
@@ -235,3 +236,24 @@ def run_target(
         state_times=times,
         keys_held_at_state=held,
     )
+
+
+ROOT = Path(__file__).resolve().parents[2]
+MELTANO = str(Path(sys.executable).with_name("meltano"))
+
+
+def meltano_env(extra: dict[str, str]) -> dict[str, str]:
+    """This environment without TARGET_MONK_* and TAP_* settings, usage stats off, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TARGET_MONK_", "TAP_"))}
+    env.update({"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **extra})
+    return env
+
+
+def emulator_totals(emulator: MonkEmulator) -> dict[str, tuple[int, int]]:
+    """Per external customer: (events, sum of the tokens property) Monk holds."""
+    counts: collections.Counter[str] = collections.Counter()
+    tokens: collections.Counter[str] = collections.Counter()
+    for event in emulator.events.values():
+        counts[event["externalCustomerId"]] += 1
+        tokens[event["externalCustomerId"]] += event["properties"]["tokens"]
+    return {c: (counts[c], tokens[c]) for c in sorted(counts)}

@@ -1,0 +1,91 @@
+"""Dagster definitions for target-monk's Meltano project: a sharded backfill and the
+hourly incremental job.
+
+    pip install -e ".[orchestrate]"
+    export TAP_POSTGRES_HOST=... TAP_POSTGRES_PORT=... TAP_POSTGRES_USER=... \\
+           TAP_POSTGRES_PASSWORD=... TAP_POSTGRES_DATABASE=... \\
+           TARGET_MONK_API_URL=... TARGET_MONK_API_KEY=... \\
+           MELTANO_DATABASE_URI=postgresql+psycopg://USER:PASSWORD@HOST/meltano \\
+           DAGSTER_HOME=/path/to/dagster-home
+    dagster job execute -f orchestrate/definitions.py -j billing_events_backfill
+    dagster job execute -f orchestrate/definitions.py -j billing_events_incremental
+
+Ops run `meltano run` (orchestrate/pipelines.py) rather than dagster-meltano: that
+package (1.5.5, last released in 2023) reads the project's jobs by running the Meltano
+CLI when definitions load, is one singleton per process, and runs Meltano through
+dagster-shell's command strings; a shard needs its own plugin name and state id, which
+plain ops pass directly.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the op annotations at runtime.
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pipelines
+
+
+class BackfillConfig(dg.Config):
+    """How many disjoint shards (id % shards) run in parallel."""
+
+    shards: int = int(os.environ.get("BACKFILL_SHARDS", "4"))
+
+
+@dg.op(out=dg.DynamicOut(tuple))
+def plan_shards(
+    context: dg.OpExecutionContext, config: BackfillConfig
+) -> Iterator[dg.DynamicOutput[tuple]]:
+    """One output per shard: (shard, shards)."""
+    pipelines.check_shards(config.shards)
+    context.log.info(f"Backfill in {config.shards} shards (id % {config.shards})")
+    for shard in range(config.shards):
+        yield dg.DynamicOutput((shard, config.shards), mapping_key=f"shard_{shard}")
+
+
+@dg.op
+def run_shard(context: dg.OpExecutionContext, shard_of: tuple) -> int | None:
+    """`meltano run tap-postgres--shard-K target-monk` for one shard."""
+    shard, shards = shard_of
+    bookmark = pipelines.run_shard(shard, shards)
+    context.log.info(f"Shard {shard} of {shards} done; bookmark id {bookmark}")
+    return bookmark
+
+
+@dg.op
+def continue_incremental(context: dg.OpExecutionContext, bookmarks: list) -> int:
+    """Hand over to the incremental job: its bookmark becomes the shards' lowest."""
+    lowest = pipelines.continue_incremental_from(bookmarks)
+    context.log.info(f"Incremental pipeline continues from id {lowest} (inclusive)")
+    return lowest
+
+
+@dg.job(executor_def=dg.multiprocess_executor.configured({"max_concurrent": pipelines.MAX_SHARDS}))
+def billing_events_backfill() -> None:
+    """Every shard in parallel, then the incremental job's bookmark."""
+    continue_incremental(plan_shards().map(run_shard).collect())
+
+
+@dg.op
+def run_incremental(context: dg.OpExecutionContext) -> int | None:
+    """`meltano run tap-postgres target-monk` (RECORD mode, from the saved bookmark)."""
+    bookmark = pipelines.run_incremental()
+    context.log.info(f"Incremental run done; bookmark id {bookmark}")
+    return bookmark
+
+
+@dg.job
+def billing_events_incremental() -> None:
+    """The scheduled pipeline."""
+    run_incremental()
+
+
+hourly = dg.ScheduleDefinition(job=billing_events_incremental, cron_schedule="0 * * * *")
+
+defs = dg.Definitions(
+    jobs=[billing_events_backfill, billing_events_incremental], schedules=[hourly]
+)
