@@ -130,7 +130,7 @@ class PgCluster:
             "(external_customer_id, event_type, occurred_at, region, model, tokens) "
             f"SELECT 'cus_' || (g % {customers}), "
             "CASE WHEN g % 3 = 0 THEN 'image_generated' ELSE 'tokens_used' END, "
-            "now() - interval '3 days' + g * interval '1 second', "
+            "now() - interval '30 days' + g * interval '1 second', "
             "(ARRAY['eu-west','us-east','ap-south'])[1 + g % 3], "
             "(ARRAY['monk-s','monk-m','monk-l'])[1 + g % 3], "
             f"1 + (g * 37) % 1000 FROM generate_series(1, {rows}) AS g"
