@@ -42,6 +42,7 @@ def plan_shards(
 ) -> Iterator[dg.DynamicOutput[tuple]]:
     """One output per shard: (shard, shards)."""
     pipelines.check_shards(config.shards)
+    pipelines.prepare_system_database()
     context.log.info(f"Backfill in {config.shards} shards (id % {config.shards})")
     for shard in range(config.shards):
         yield dg.DynamicOutput((shard, config.shards), mapping_key=f"shard_{shard}")

@@ -61,6 +61,12 @@ def check_shards(shards: int) -> None:
         raise ValueError(msg)
 
 
+def prepare_system_database() -> None:
+    """Create or upgrade Meltano's system database once, before runs start in parallel:
+    the first commands on an empty database race to create its tables otherwise."""
+    meltano("state", "list")
+
+
 def run_shard(shard: int, shards: int, *options: str) -> int | None:
     """`meltano run` shard `shard` of `shards` (rows with id % shards = shard, BATCH
     mode, its own plugin name and state id); return its bookmark."""
