@@ -4,11 +4,10 @@ STATE are all handled, and every row is delivered exactly once, on either path."
 
 from __future__ import annotations
 
-import collections
 from pathlib import Path
 
 import pytest
-from helpers import base_config, run_target
+from helpers import base_config, emulator_totals, run_target
 from monk_emulator import MonkEmulator
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pipelinewise-tap-postgres-1.8.4-full-table.singer"
@@ -30,14 +29,8 @@ def test_full_table_output_of_a_singer_python_tap(
     assert run.returncode == 0, run.stderr[-3000:]
     assert emulator.held_keys() == {f"sync_{g}" for g in range(1, 41)}
     assert set(emulator.writes.values()) == {1}
-    counts: collections.Counter[str] = collections.Counter()
-    tokens: collections.Counter[str] = collections.Counter()
-    for event in emulator.events.values():
-        counts[event["externalCustomerId"]] += 1
-        tokens[event["externalCustomerId"]] += event["properties"]["tokens"]
-    assert counts == {f"cus_{c}": 10 for c in range(4)}
-    assert tokens == {
-        f"cus_{c}": sum(g * 11 % 97 for g in range(1, 41) if g % 4 == c) for c in range(4)
+    assert emulator_totals(emulator) == {  # events and token sums per customer
+        f"cus_{c}": (10, sum(g * 11 % 97 for g in range(1, 41) if g % 4 == c)) for c in range(4)
     }
     first = emulator.events["sync_1"]
     assert first["timestamp"] == "2026-03-15T10:07:30.25Z"
