@@ -299,7 +299,7 @@ class TargetMonk(Target):
             message_reader=message_reader,
         )
         self.max_parallelism = 1  # sinks drain in turn; delivery itself is concurrent
-        settings = {**SETTING_DEFAULTS, **self.config}
+        settings = {**SETTING_DEFAULTS, **{k: v for k, v in self.config.items() if v is not None}}
         try:
             check_api_url(settings["api_url"], settings["allow_insecure_http"])
         except ValueError as exc:
@@ -355,7 +355,7 @@ class TargetMonk(Target):
         self.fast_path = not any(settings.get(name) for name in SDK_PATH_SETTINGS)
         if self.fast_path:
             reader.on_records = self._process_records
-        reader.on_failure = self._on_reading_failure
+        reader.on_failure = self._on_failure
         # Everything built so far (modules, the SDK, the config) lives for the whole
         # run: keep the garbage collector from re-scanning it for every batch.
         gc.freeze()
@@ -366,10 +366,9 @@ class TargetMonk(Target):
         """The fast path: a run of one stream's records joins its sink's batch; a full
         batch is sent, and with it the partial batches that hold back the newest STATE.
         """
-        sink = self._sinks_active.get(stream)
-        if not isinstance(sink, MonkSink):
-            self._assert_sink_exists(stream)
-            return
+        if stream not in self._sinks_active:
+            self._assert_sink_exists(stream)  # raises: no SCHEMA yet
+        sink = t.cast("MonkSink", self._sinks_active[stream])
         now = dt.datetime.now(dt.UTC)
         done = 0
         while done < len(records):
@@ -503,13 +502,13 @@ class TargetMonk(Target):
             self.delivery.finish()
             self._finish_report()
         except _FATAL as exc:
-            self._on_reading_failure(exc)
+            self._on_failure(exc)  # exits, from the command line
             raise
 
-    def _on_reading_failure(self, error: Exception) -> None:
-        """The reader stopped on `error`: run from the command line, a known failure
-        ends the run the one way; anything else is a bug, and goes on with its
-        traceback. In-process (tests, a library user) every error propagates."""
+    def _on_failure(self, error: Exception) -> None:
+        """Reading (or the end of input) stopped on `error`: run from the command line,
+        a known failure ends the run the one way; anything else is a bug, and goes on
+        with its traceback. In-process (tests, a library user) every error propagates."""
         if self.exit_on_failure and isinstance(error, _FATAL):
             self.fail(error)
 
