@@ -341,21 +341,13 @@ class EventMapper:
                 continue
             value = record.get(name)
             if value is None or value == "":
-                reason = "missing or empty"
-                if name in record:
-                    raise self._invalid(record, name, f"{reason}, but used by {template!r}")
-                raise self._invalid(
-                    record,
-                    name,
-                    f"missing from the record but used by idempotency_key_template {template!r}",
-                )
+                state = "null or empty" if name in record else "missing from the record"
+                reason = f"{state} but used by idempotency_key_template {template!r}"
+                raise self._invalid(record, name, reason)
             if type(value) is int or isinstance(value, (dict, list)):
                 values[name] = value
             else:
-                try:
-                    values[name] = canonical_text(value, self._datelike.get(name))
-                except ValueError as exc:
-                    raise self._invalid(record, name, f"cannot be part of the key: {exc}") from None
+                values[name] = self._key_text(record, name, value, self._datelike.get(name))
         try:
             return template.format_map(values)
         except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
