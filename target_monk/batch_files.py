@@ -18,14 +18,11 @@ import msgspec
 from singer_sdk.contrib.msgspec import decoder
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, StorageTarget
 
+from target_monk.errors import InputError
 from target_monk.reader import line_chunks
 
 _SHOWN_CHARS = 200
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-class BatchFileError(Exception):
-    """A BATCH message whose files cannot be read in full."""
 
 
 def batch_records(
@@ -40,7 +37,7 @@ def batch_records(
     `Sink.process_batch_files` does); otherwise each file's URL says where it is.
 
     Raises:
-        BatchFileError: naming the file (and line) that cannot be read, or the missing
+        InputError: naming the file (and line) that cannot be read, or the missing
             extra for Parquet. Raised before any row of a Parquet file is handed on.
     """
     try:
@@ -48,17 +45,17 @@ def batch_records(
         manifest = list(message["manifest"])
     except (KeyError, TypeError, ValueError) as exc:
         msg = f"BATCH message for stream '{message.get('stream')}' is malformed: {exc!r}"
-        raise BatchFileError(msg) from None
+        raise InputError(msg) from None
     read = {"jsonl": _jsonl_records, "parquet": _parquet_records}.get(str(encoding.format))
     if read is None:
         msg = f"BATCH files of format {encoding.format!r} are not supported (jsonl, parquet)"
-        raise BatchFileError(msg)
+        raise InputError(msg)
     if read is _parquet_records and not _have_pyarrow():
         msg = (
             "BATCH files are Parquet, which needs pyarrow: install target-monk[parquet] "
             "(e.g. pip_url: target-monk[parquet]) or set the tap's batch_config to jsonl"
         )
-        raise BatchFileError(msg)
+        raise InputError(msg)
     for url in manifest:
         head, tail = StorageTarget.split_url(url)
         try:
@@ -66,7 +63,7 @@ def batch_records(
                 yield from read(file, url, run_rows)
         except (OSError, EOFError, ValueError, zlib.error) as exc:
             msg = f"BATCH file {url!r} cannot be read: {type(exc).__name__}: {exc}"
-            raise BatchFileError(msg) from None
+            raise InputError(msg) from None
 
 
 def _have_pyarrow() -> bool:
@@ -97,7 +94,7 @@ def _jsonl_records(file: t.IO[bytes], url: str, run_rows: int) -> t.Iterator[lis
                     f"BATCH file {url!r} row {number} is not a JSON object: "
                     f"{bytes(line[:_SHOWN_CHARS])!r}"
                 )
-                raise BatchFileError(msg)
+                raise InputError(msg)
             records.append(record)
         for start in range(0, len(records), run_rows):
             yield records[start : start + run_rows]

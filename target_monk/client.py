@@ -1,20 +1,24 @@
-"""HTTP client for Monk's batch events endpoint. Knows nothing of Singer."""
+"""HTTP client for Monk's batch events endpoint. Knows nothing of Singer, nor of files."""
 
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import logging
 import random
 import threading
 import time
 import typing as t
-import urllib.parse
 from dataclasses import dataclass
 
 import requests
 
-from target_monk.outputs import JsonLinesFile, encode_json
+from target_monk.encoding import encode_json
+from target_monk.errors import (
+    MonkAnswerError,
+    MonkAuthError,
+    MonkRejectedError,
+    MonkUnavailableError,
+)
 
 BATCH_PATH = "/v1/events/batch"
 MAX_RETRY_AFTER_SECONDS = 300.0
@@ -47,67 +51,6 @@ def encode_in_parts(events: Events, max_bytes: int) -> list[tuple[Events, bytes]
     ]
 
 
-def check_api_url(api_url: str, allow_insecure_http: bool = False) -> None:
-    """Refuse a URL the key must not travel to: not http(s), or plain http to a host
-    that is not this machine (unless allowed explicitly).
-
-    Raises:
-        ValueError: naming the problem (never the key).
-    """
-    parts = urllib.parse.urlsplit(api_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        msg = f"api_url must be an http(s) URL with a host, got {api_url!r}"
-        raise ValueError(msg)
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
-        msg = (
-            f"api_url {api_url!r} is plain http to another machine: the API key would "
-            "travel unencrypted. Use https, or set allow_insecure_http: true."
-        )
-        raise ValueError(msg)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class MonkError(Exception):
-    """Delivery to Monk failed for good."""
-
-
-class MonkAuthError(MonkError):
-    """Monk refused the API key (401/403): stop at once."""
-
-
-class MonkRejectedError(MonkError):
-    """Monk rejected a batch as a whole (400/413/422): never retried as is."""
-
-    def __init__(self, label: str, status: int, error: dict[str, t.Any]) -> None:
-        """Keep Monk's error envelope for the caller."""
-        self.status = status
-        self.code = str(error.get("code", ""))
-        self.message = str(error.get("message", ""))
-        self.request_id = str(error.get("requestId", ""))
-        self.error = error
-        super().__init__(
-            f"Monk rejected {label}: HTTP {status} {self.code}: {self.message} "
-            f"(requestId {self.request_id or 'none'})"
-        )
-
-
-class MonkUnavailableError(MonkError):
-    """Retries of a batch ran out on 429, 5xx, timeouts or connection errors."""
-
-
-class MonkAnswerError(MonkError):
-    """An answer that is not Monk accepting exactly the events sent: a 2xx with another
-    body or count, or a redirect. Never retried, never taken as acceptance."""
-
-
 class _TransientError(Exception):
     """A failure worth retrying; `retry_after` is the server's wish, if any."""
 
@@ -126,6 +69,18 @@ class Receipt:
     attempts: int
 
 
+class Poster(t.Protocol):
+    """What a sender posts through: `MonkClient`, or a dry run's stand-in."""
+
+    def send_batch(self, body: bytes, label: str, count: int) -> Receipt:
+        """Post one body of `count` events; return Monk's receipt, or raise a MonkError."""
+        ...
+
+    def stop(self) -> None:
+        """Retry nothing from now on."""
+        ...
+
+
 class MonkClient:
     """Posts pre-encoded batches to `{api_url}/v1/events/batch`, with bounded retries.
 
@@ -137,10 +92,10 @@ class MonkClient:
         api_url: str,
         api_key: str,
         *,
-        timeout: float = 60.0,
-        max_retries: int = 5,
-        backoff_seconds: float = 1.0,
-        max_wait_seconds: float = 60.0,
+        timeout: float,
+        max_retries: int,
+        backoff_seconds: float,
+        max_wait_seconds: float,
         user_agent: str = "target-monk",
     ) -> None:
         """Configure the endpoint. Retry n waits backoff_seconds * 2**(n-1), jittered
@@ -266,23 +221,6 @@ def _acceptance(response: requests.Response, label: str, count: int, attempt: in
         "it is checkpointed; check api_url (a proxy or maintenance page?)"
     )
     raise MonkAnswerError(msg)
-
-
-class DryRunClient:
-    """Stands in for MonkClient in a dry run: writes each request body to a JSON Lines
-    file (one body per line, no key, nothing sent)."""
-
-    def __init__(self, bodies: JsonLinesFile) -> None:
-        """Write bodies to `bodies`."""
-        self.bodies = bodies
-
-    def send_batch(self, body: bytes, label: str, count: int) -> Receipt:
-        """Record the body as if Monk had accepted it."""
-        self.bodies.write_encoded(body)
-        return Receipt(count=count, request_id="dry-run", attempts=1)
-
-    def stop(self) -> None:
-        """Nothing under way to stop."""
 
 
 def _json_or_empty(response: requests.Response) -> dict[str, t.Any]:

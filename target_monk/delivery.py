@@ -5,8 +5,8 @@ Records are numbered in the order they are received. A STATE received after
 whatever order the requests finish in. A record is either held (in a holder's
 buffer, not yet sent) or in a batch sent and not yet accepted; the lowest first
 number among those is the watermark below which everything is accepted.
-Records are counted by the buffers that hold them, so the per-record path
-costs nothing here.
+Holders (e.g. one stream's buffer) tell how many records they took on, once per run
+of records, so the per-record path costs nothing here.
 
 Per-key order: Monk keeps the last write per idempotency key, so a batch holding a
 key waits until every earlier batch holding it is accepted (and within a batch only
@@ -23,6 +23,8 @@ import typing as t
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from target_monk.errors import DeliveryFailed
+
 logger = logging.getLogger("target-monk.delivery")
 
 
@@ -36,11 +38,19 @@ class Batch:
     number: int = 0
 
 
-class DeliveryFailed(Exception):
-    """Raised in the reading thread once any batch has failed for good."""
+H = t.TypeVar("H", bound=t.Hashable)
 
 
-class Delivery:
+@dataclass
+class _Held:
+    """The records one holder keeps buffered, not yet submitted."""
+
+    first_seq: int
+    records: int
+    since: float
+
+
+class Delivery(t.Generic[H]):
     """Owns the batches in flight and the STATE watermark.
 
     `send` posts one batch (blocking, with its own retries) and raises on failure;
@@ -52,7 +62,7 @@ class Delivery:
         self,
         send: t.Callable[[Batch], object],
         write_state: t.Callable[[dict], None],
-        max_in_flight: int = 4,
+        max_in_flight: int,
         key_field: str = "idempotencyKey",
     ) -> None:
         """Start an idle pool of `max_in_flight` senders. Events are dicts; their
@@ -67,7 +77,7 @@ class Delivery:
         self._slots = threading.BoundedSemaphore(max_in_flight + 1)
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="monk-send")
         self._submitted = 0
-        self._held: dict[t.Hashable, tuple[int, list, float]] = {}
+        self._held: dict[H, _Held] = {}
         self._in_flight: dict[int, int] = {}
         self._keys_in_flight: dict[int, set] = {}
         self._running = 0  # batches handed to the pool and not yet ended
@@ -79,11 +89,15 @@ class Delivery:
 
     # Called from the reading thread.
 
-    def hold(self, holder: t.Hashable, buffer: list) -> None:
-        """`holder` (e.g. a sink) starts a new batch in `buffer`: call it just before the
-        first record goes in; the buffer's length counts the records it holds."""
+    def add(self, holder: H, records: int) -> None:
+        """`holder` took on `records` more records (a new batch of its own starts with
+        the first): call it before any STATE that follows them is received."""
         with self._lock:
-            self._held[holder] = (self._received(), buffer, time.monotonic())
+            held = self._held.get(holder)
+            if held is None:
+                self._held[holder] = _Held(self._received(), records, time.monotonic())
+            else:
+                held.records += records
 
     def state_received(self, state: dict) -> None:
         """Queue a STATE behind every record received so far; write it if it is safe."""
@@ -95,26 +109,28 @@ class Delivery:
             self._release_states()
         self.raise_if_failed()
 
-    def submit(self, holder: t.Hashable, events: list[dict[str, t.Any]], label: str) -> None:
-        """Send the events held by `holder`; blocks while an earlier unaccepted batch
-        holds one of their keys, and while `max_in_flight` batches are being posted
-        and one more is waiting for a sender."""
-        if holder not in self._held or not events:
+    def submit(self, holder: H, events: list[dict[str, t.Any]], label: str) -> None:
+        """Send the events held by `holder` (one per record it took on); blocks while an
+        earlier unaccepted batch holds one of their keys, and while `max_in_flight`
+        batches are being posted and one more is waiting for a sender."""
+        held = self._held.get(holder)
+        if held is None:
             return
-        records = len(events)
+        records = held.records
         field = self._key_field
         keys = {event.get(field) for event in events}
         if None in keys:  # events without a key (tests) are not ordered
             keys.discard(None)
-        elif len(keys) < records:  # a key more than once: only its latest version goes
+        elif len(keys) < len(events):  # a key more than once: only its latest version goes
+            superseded = len(events)
             events = list({event[field]: event for event in events}.values())
             logger.info(
                 "%d events of stream '%s' superseded by a later version of their key",
-                records - len(events),
+                superseded - len(events),
                 label,
             )
         with self._changed:
-            while any(not keys.isdisjoint(held) for held in self._keys_in_flight.values()):
+            while any(not keys.isdisjoint(other) for other in self._keys_in_flight.values()):
                 self.raise_if_failed()
                 self._changed.wait(0.2)
         while not self._slots.acquire(timeout=0.2):
@@ -123,7 +139,7 @@ class Delivery:
             self._slots.release()
             self.raise_if_failed()
         with self._lock:
-            first_seq, _, _ = self._held.pop(holder)
+            first_seq = self._held.pop(holder).first_seq
             self._submitted += records
             self.batches_submitted += 1
             batch = Batch(events, first_seq, label, self.batches_submitted)
@@ -144,28 +160,28 @@ class Delivery:
         if self._failure is not None:
             raise DeliveryFailed(str(self._failure)) from self._failure
 
-    def holders_blocking_states(self) -> list[t.Hashable]:
+    def holders_blocking_states(self) -> list[H]:
         """Holders whose buffered records keep the newest queued STATE from being written."""
         with self._lock:
             if not self._states:
                 return []
             newest = self._states[-1][0]
-            return [holder for holder, (first, _, _) in self._held.items() if first < newest]
+            return [holder for holder, held in self._held.items() if held.first_seq < newest]
 
-    def holders_older_than(self, seconds: float) -> list[t.Hashable]:
+    def holders_older_than(self, seconds: float) -> list[H]:
         """Holders whose first buffered record arrived more than `seconds` ago."""
         started_before = time.monotonic() - seconds
         with self._lock:
-            return [h for h, (_, _, since) in self._held.items() if since < started_before]
+            return [h for h, held in self._held.items() if held.since < started_before]
 
-    def largest_holders(self, above: int) -> list[t.Hashable]:
+    def largest_holders(self, above: int) -> list[H]:
         """While more than `above` records are buffered in all: the holders whose
         batches, largest first, bring the total back to `above` or below."""
         with self._lock:
-            sizes = [(len(buffer), holder) for holder, (_, buffer, _) in self._held.items()]
+            sizes = [(held.records, holder) for holder, held in self._held.items()]
         sizes.sort(key=lambda pair: pair[0], reverse=True)
         total = sum(size for size, _ in sizes)
-        chosen = []
+        chosen: list[H] = []
         for size, holder in sizes:
             if total <= above:
                 break
@@ -215,11 +231,11 @@ class Delivery:
 
     def _received(self) -> int:
         """Records received so far: those sent plus those held (call under lock)."""
-        return self._submitted + sum(len(buffer) for _, buffer, _ in self._held.values())
+        return self._submitted + sum(held.records for held in self._held.values())
 
     def _release_states(self) -> None:
         """Write the newest STATE whose records are all accepted (call under lock)."""
-        firsts = [first for first, _, _ in self._held.values()]
+        firsts = [held.first_seq for held in self._held.values()]
         firsts.extend(self._in_flight.values())
         floor = min(firsts) if firsts else self._received()
         newest = None

@@ -7,9 +7,11 @@ import decimal
 import string
 import typing as t
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import msgspec
+
+from target_monk.errors import ConfigError, InvalidRecordError
 
 MAX_FUTURE = dt.timedelta(hours=1)
 """Monk refuses events stamped more than this far in the future."""
@@ -17,24 +19,6 @@ MAX_FUTURE = dt.timedelta(hours=1)
 _UTC = dt.UTC
 _PLAIN_TYPES = frozenset({str, int, bool})
 _MAX_PLANS = 64
-
-
-class InvalidRecordError(ValueError):
-    """A record that cannot become a valid Monk event."""
-
-    def __init__(self, stream: str, record_key: str, field: str, reason: str) -> None:
-        """Name the stream, the record's key, the field and the reason."""
-        self.stream = stream
-        self.record_key = record_key
-        self.field = field
-        self.reason = reason
-        super().__init__(
-            f"Invalid record in stream '{stream}' (key {record_key}): field '{field}': {reason}"
-        )
-
-
-class MappingConfigError(ValueError):
-    """A stream's mapping settings cannot work for that stream."""
 
 
 @dataclass(frozen=True)
@@ -51,22 +35,17 @@ class MappingSettings:
     idempotency_key_template: str | None = None
 
     @classmethod
-    def from_config(cls, config: t.Mapping[str, t.Any], stream: str) -> MappingSettings:
-        """Read the target config, with `stream_overrides[stream]` taking precedence."""
-        names = {f.name for f in fields(cls)}
-        overrides = (config.get("stream_overrides") or {}).get(stream) or {}
-        unknown = set(overrides) - names
-        if unknown:
-            msg = (
-                f"stream_overrides for '{stream}' has unknown setting(s) "
-                f"{sorted(unknown)}; allowed: {sorted(names)}"
-            )
-            raise MappingConfigError(msg)
-        merged = {n: config[n] for n in names if config.get(n) is not None}
-        merged.update({n: v for n, v in overrides.items() if v is not None})
-        if merged.get("property_fields") is not None:
-            merged["property_fields"] = tuple(merged["property_fields"])
-        return cls(**merged)
+    def from_values(cls, values: t.Mapping[str, t.Any]) -> MappingSettings:
+        """From setting values by name (other names are ignored; null: the default)."""
+        return cls().overridden(values)
+
+    def overridden(self, values: t.Mapping[str, t.Any]) -> MappingSettings:
+        """These settings with `values` (by name; null: unchanged) taking precedence."""
+        names = {f.name for f in fields(self)}
+        changes = {n: v for n, v in values.items() if n in names and v is not None}
+        if changes.get("property_fields") is not None:
+            changes["property_fields"] = tuple(changes["property_fields"])
+        return replace(self, **changes)
 
 
 def utc_timestamp(value: object) -> dt.datetime:
@@ -204,7 +183,7 @@ def _template_fields(stream: str, template: str | None) -> tuple[str, ...]:
     """The top-level names a key template uses (`{a.b}` and `{a[0]}` use `a`).
 
     Raises:
-        MappingConfigError: a template that cannot give one key per row: it has
+        ConfigError: a template that cannot give one key per row: it has
             positional fields, does not parse, or names no field of the record.
     """
     if not template:
@@ -213,21 +192,21 @@ def _template_fields(stream: str, template: str | None) -> tuple[str, ...]:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:
         msg = f"idempotency_key_template {template!r} for stream '{stream}' does not parse: {exc}"
-        raise MappingConfigError(msg) from None
+        raise ConfigError(msg) from None
     bases = tuple(dict.fromkeys(name.split(".")[0].split("[")[0] for name in names))
     if any(not base or base.isdigit() for base in bases):
         msg = (
             f"idempotency_key_template {template!r} has a positional field ({{}} or {{0}}): "
             "name the record's fields, e.g. 'sync_{id}'"
         )
-        raise MappingConfigError(msg)
+        raise ConfigError(msg)
     if not set(bases) - {"stream"}:
         msg = (
             f"idempotency_key_template {template!r} names no field of the record, so "
             f"every row of stream '{stream}' would get the same key: use its key "
             "fields, e.g. 'sync_{id}'"
         )
-        raise MappingConfigError(msg)
+        raise ConfigError(msg)
     return bases
 
 
@@ -247,7 +226,7 @@ class EventMapper:
         their values are read as dates and times wherever they are used.
 
         Raises:
-            MappingConfigError: the stream has neither key properties nor a template,
+            ConfigError: the stream has neither key properties nor a template,
                 or the template cannot give one key per row.
         """
         if not key_properties and not settings.idempotency_key_template:
@@ -258,7 +237,7 @@ class EventMapper:
                 "'idempotency_key_template' (e.g. \"sync_{id}\"), globally or in "
                 f"stream_overrides['{stream}']."
             )
-            raise MappingConfigError(msg)
+            raise ConfigError(msg)
         self.stream = stream
         self.key_properties = tuple(key_properties)
         self.settings = settings
@@ -578,7 +557,7 @@ class KeySpace:
         """Check a stream as its SCHEMA arrives, before any of its records.
 
         Raises:
-            MappingConfigError: an override meant for this stream but misspelt, or a
+            ConfigError: an override meant for this stream but misspelt, or a
                 template without `{stream}` that another stream already uses.
         """
         stream = mapper.stream
@@ -589,7 +568,7 @@ class KeySpace:
                     f"stream_overrides has '{name}' but the stream is '{stream}': the "
                     "name must match exactly, or the override does not apply"
                 )
-                raise MappingConfigError(msg)
+                raise ConfigError(msg)
         template = mapper.settings.idempotency_key_template
         if template and not mapper.template_uses_stream:
             first = self._template_streams.setdefault(template, stream)
@@ -600,7 +579,7 @@ class KeySpace:
                     "would share a key and Monk would keep only one. Add {stream} to it, "
                     "or set a template per stream in stream_overrides."
                 )
-                raise MappingConfigError(msg)
+                raise ConfigError(msg)
 
     def warnings(self) -> list[str]:
         """What to tell at the end of the run: overrides that matched no stream."""

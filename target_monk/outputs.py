@@ -1,5 +1,5 @@
-"""What the target writes: JSON (Decimals as numbers), STATE lines on stdout, and local
-JSON Lines files (dead letters, dry-run request bodies)."""
+"""What the target writes: STATE lines on stdout, and local JSON Lines files (dead
+letters, dry-run request bodies). Knows nothing of Singer nor of HTTP."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ import threading
 import typing as t
 from pathlib import Path
 
-import msgspec
+from target_monk.client import Receipt
+from target_monk.encoding import encode_json
 
 if t.TYPE_CHECKING:
-    from target_monk.client import MonkRejectedError
-    from target_monk.mapping import InvalidRecordError
+    from target_monk.errors import InvalidRecordError, MonkRejectedError
     from target_monk.report import RunReport
-
-encode_json = msgspec.json.Encoder(decimal_format="number").encode
-"""Compact JSON bytes, Decimal values written as numbers with all their digits."""
 
 
 class JsonLinesFile:
@@ -71,13 +68,12 @@ class DeadLetters:
 
     def rejected(self, stream: str, event: dict[str, t.Any], error: MonkRejectedError) -> None:
         """Set aside an event Monk rejected on its own (found by splitting its batch)."""
-        details = error.error.get("details") or [{}]
         self.file.write(
             {
                 "stream": stream,
                 "key": event.get("idempotencyKey"),
                 "stage": "monk",
-                "field": details[0].get("field"),
+                "field": error.field,
                 "reason": f"HTTP {error.status} {error.code}: {error.message}",
                 "requestId": error.request_id,
                 "event": event,
@@ -86,12 +82,29 @@ class DeadLetters:
         self._report.dead_lettered(stream)
 
 
+class DryRunClient:
+    """Stands in for MonkClient in a dry run: writes each request body to a JSON Lines
+    file (one body per line, no key, nothing sent)."""
+
+    def __init__(self, bodies: JsonLinesFile) -> None:
+        """Write bodies to `bodies`."""
+        self.bodies = bodies
+
+    def send_batch(self, body: bytes, label: str, count: int) -> Receipt:
+        """Record the body as if Monk had accepted it."""
+        self.bodies.write_encoded(body)
+        return Receipt(count=count, request_id="dry-run", attempts=1)
+
+    def stop(self) -> None:
+        """Nothing under way to stop."""
+
+
 class StateLines:
     """Writes STATE values to stdout, one whole line each, whatever signal arrives.
 
     The signal handler runs in the main thread. If that thread is writing a line, the
     line is finished first and the stop happens right after it (`stop_after_line`);
-    if a sender thread is, `hold()` waits for the line, then keeps the lock for good.
+    if a sender thread is, `close()` waits for the line; no line is written after it.
     """
 
     def __init__(self, write: bool = True) -> None:
@@ -103,10 +116,10 @@ class StateLines:
 
     def write(self, state: object) -> None:
         """Write the bare state value, exactly as received (Decimals as numbers)."""
-        if not self._write:
-            return
         line = encode_json(state) + b"\n"
         with self._lock:
+            if not self._write:
+                return
             self._writing_thread = threading.get_ident()
             try:
                 _write_whole(line)
@@ -123,9 +136,10 @@ class StateLines:
             return True
         return False
 
-    def hold(self) -> None:
+    def close(self) -> None:
         """Wait for any line being written by another thread; write none after."""
-        self._lock.acquire()
+        with self._lock:
+            self._write = False
 
 
 def _write_whole(line: bytes) -> None:

@@ -11,7 +11,8 @@ import typing as t
 
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
-from singer_sdk.singerlib.exceptions import InvalidInputLine
+
+from target_monk.errors import InputError
 
 _SHOWN_CHARS = 200
 _READ_SIZE = 1 << 20
@@ -44,7 +45,7 @@ class SingerBytesReader(MsgSpecReader):
         """Parse one line into a message object.
 
         Raises:
-            InvalidInputLine: not JSON, not UTF-8, or not a JSON object.
+            InputError: not JSON, not UTF-8, or not a JSON object.
         """
         try:
             message = decoder.decode(line)
@@ -52,16 +53,28 @@ class SingerBytesReader(MsgSpecReader):
             # Our own words for bad UTF-8: msgspec's changed between releases.
             reason = str(exc) if _is_utf8(line) else "not valid UTF-8"
             msg = f"Unable to parse input line as JSON ({reason}): {line[:_SHOWN_CHARS]!r}"
-            raise InvalidInputLine(msg) from None
+            raise InputError(msg) from None
         if type(message) is not dict:
             msg = f"Input line is not a JSON object: {line[:_SHOWN_CHARS]!r}"
-            raise InvalidInputLine(msg)
+            raise InputError(msg)
         return message
+
+    @staticmethod
+    def assert_line_requires(line_dict: dict, requires: set[str]) -> None:
+        """A message without a field it needs fails the run in one line.
+
+        Raises:
+            InputError: naming the missing fields.
+        """
+        if not requires.issubset(line_dict):
+            missing = ", ".join(sorted(requires - set(line_dict)))
+            msg = f"Singer message is missing its {missing}: {line_dict!r}"[:300]
+            raise InputError(msg)
 
     def _process_unknown_message(self, message_dict: dict) -> None:
         """A message type the Singer spec does not define fails the run (never skipped)."""
         msg = f"Unknown Singer message type {message_dict.get('type')!r}: {message_dict!r}"[:300]
-        raise InvalidInputLine(msg)
+        raise InputError(msg)
 
     def process_lines(
         self,

@@ -11,8 +11,9 @@ from __future__ import annotations
 CLASS_MEMBERS: dict[str, str] = {
     # Target: message hooks overridden (each marked @override).
     "singer_sdk.Target._process_record_message": (
-        "called by the reader per RECORD on the SDK's path; target-monk wraps it to "
-        "report record errors in one line and to send partial batches holding back STATE"
+        "the SDK's per-record steps (stream maps, flattening, validation, key check), "
+        "ending in Sink.process_record; target-monk catches record errors around it only "
+        "and hands the records it passed to the pipeline after it"
     ),
     "singer_sdk.Target._process_state_message": (
         "overridden: STATE is queued behind its records and written by Delivery; the "
@@ -31,25 +32,39 @@ CLASS_MEMBERS: dict[str, str] = {
         "overridden: the SDK's handler drains and writes the latest STATE, losing "
         "in-flight events; target-monk stops at once, writing whole lines only"
     ),
-    "singer_sdk.Target._handle_max_record_age": "called after each run of records (fast path)",
+    "singer_sdk.Target._handle_max_record_age": (
+        "overridden to do nothing: the pipeline's flush_interval_seconds sends partial "
+        "batches (the SDK would drain every sink every 5 minutes, inside a record's steps)"
+    ),
+    "singer_sdk.Target.get_sink_class": "overridden: sinks bound to the target's pipeline",
+    "singer_sdk.Target.append_builtin_config": (
+        "called to list the SDK's built-in settings, which Settings classifies by path"
+    ),
     "singer_sdk.Target._assert_line_requires": "called to check message fields",
-    "singer_sdk.Target.drain_one": "called to send one sink's partial batch",
-    "singer_sdk.Target.process_endofpipe": "overridden: then waits for every batch",
+    "singer_sdk.Target.process_endofpipe": (
+        "overridden: the SDK's drains every sink (process_batch), then the pipeline finishes"
+    ),
     "singer_sdk.Target.listen": (
         "final in the SDK, so not overridden: the reader's on_failure hook and "
-        "process_endofpipe route failures to TargetMonk.fail()"
+        "process_endofpipe route failures to Pipeline.fail()"
     ),
     "singer_sdk.Target.invoke": (
-        "overridden to mark a command-line run (failures exit 1 after fail()), then the SDK's own"
+        "overridden: the SDK's own, then a failure Pipeline.fail() reported exits 1"
     ),
     # Sink.
     "singer_sdk.sinks.Sink._validate_and_parse": (
         "overridden: validation without the SDK's date-time parsing and traceback log"
     ),
-    "singer_sdk.sinks.Sink.process_record": "overridden: the SDK's path maps one record",
-    "singer_sdk.sinks.Sink.tally_record_read": "called with a run's count (fast path)",
-    "singer_sdk.sinks.Sink.process_batch": "overridden: hands the events to Delivery",
-    "singer_sdk.sinks.Sink.max_size": "read once: batch_size_rows, the batch's row cap",
+    "singer_sdk.sinks.Sink.process_record": (
+        "overridden: the SDK's path sets the record aside for the target"
+    ),
+    "singer_sdk.sinks.Sink.process_batch": (
+        "overridden: called by the SDK's drain at the end; sends the stream's buffer"
+    ),
+    "singer_sdk.sinks.Sink.is_full": (
+        "overridden: never full to the SDK, so it never drains a sink inside a record's "
+        "steps; the pipeline sends full batches on both paths"
+    ),
     # Reader.
     "singer_sdk.contrib.msgspec.MsgSpecReader.process_lines": (
         "overridden by SingerBytesReader: bytes in chunks, runs of records, ticks"
@@ -58,7 +73,10 @@ CLASS_MEMBERS: dict[str, str] = {
     "singer_sdk.contrib.msgspec.MsgSpecReader._process_unknown_message": (
         "overridden: an unknown message type fails the run in one line"
     ),
-    "singer_sdk.contrib.msgspec.MsgSpecReader.assert_line_requires": "called per message",
+    "singer_sdk.contrib.msgspec.MsgSpecReader.assert_line_requires": (
+        "overridden: a message without its fields fails in one line (InputError); the "
+        "SDK's Target._assert_line_requires calls it"
+    ),
     "singer_sdk.contrib.msgspec.decoder": (
         "the SDK's msgspec decoder (floats as Decimal): RECORD lines and BATCH rows"
     ),
@@ -73,18 +91,16 @@ CLASS_MEMBERS: dict[str, str] = {
 """Dotted paths to module members and class attributes."""
 
 TARGET_ATTRIBUTES: dict[str, str] = {
-    "_sinks_active": "the fast path finds a stream's sink here; the summary counts records",
-    "_sinks_to_clear": "the summary counts records of sinks replaced by a new SCHEMA",
+    "_sinks_active": "the fast path finds a stream's sink (and its buffer) here",
     "_latest_state": "never set by target-monk (see _process_state_message)",
     "mapper": "mapper.stream_maps: is a stream known (SCHEMA seen) on the SDK's path",
     "message_reader": "the SingerBytesReader instance; its hooks are set at start-up",
+    "config": "the config singer-sdk read (files, env); read once into Settings",
 }
 """Attributes of a Target instance."""
 
 SINK_ATTRIBUTES: dict[str, str] = {
     "_validator": "the JSON Schema validator (None unless validate_records)",
-    "_batch_records_read": "records in the batch being filled: where a full batch ends",
-    "_total_records_read": "records read by the sink, for the summary",
-    "record_counter_metric": "counted per batch on the fast path",
+    "record_counter_metric": "counted per run of records on the fast path (the SDK's per record)",
 }
 """Attributes of a Sink instance."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import typing as t
 
-from target_monk.client import MonkRejectedError, encode_batch, encode_in_parts
+from target_monk.client import encode_batch, encode_in_parts
+from target_monk.errors import MonkRejectedError
 
 if t.TYPE_CHECKING:
-    from target_monk.client import DryRunClient, MonkClient
+    from target_monk.client import Poster
     from target_monk.delivery import Batch
     from target_monk.outputs import DeadLetters
     from target_monk.report import RunReport
@@ -29,11 +30,11 @@ class Sender:
 
     def __init__(
         self,
-        client: MonkClient | DryRunClient,
+        client: Poster,
         report: RunReport,
-        dead_letters: DeadLetters | None = None,
-        max_batch_bytes: int = 5_000_000,
-        progress_every: int = 10,
+        dead_letters: DeadLetters | None,
+        max_batch_bytes: int,
+        progress_every: int,
     ) -> None:
         """Post with `client`, count in `report`; with `dead_letters`, split rejected
         batches instead of failing."""

@@ -24,12 +24,8 @@ from helpers import (
 )
 from monk_emulator import MonkEmulator, Rule
 
-from target_monk.client import (
-    MAX_RETRY_AFTER_SECONDS,
-    MonkAnswerError,
-    MonkClient,
-    encode_batch,
-)
+from target_monk.client import MAX_RETRY_AFTER_SECONDS, MonkClient, encode_batch
+from target_monk.errors import MonkAnswerError
 
 EVENT = {
     "externalCustomerId": "cus_1",
@@ -63,7 +59,9 @@ def test_a_2xx_that_is_not_monks_acceptance_fails_and_is_not_retried(
     emulator: MonkEmulator, name: str
 ) -> None:
     emulator.script[1] = NOT_ACCEPTANCE[name]
-    client = MonkClient(emulator.url, API_KEY, timeout=2, max_retries=3, backoff_seconds=0.01)
+    client = MonkClient(
+        emulator.url, API_KEY, timeout=2, max_retries=3, backoff_seconds=0.01, max_wait_seconds=1
+    )
     with pytest.raises(MonkAnswerError, match="is not an acceptance of them") as info:
         client.send_batch(encode_batch([EVENT]), "batch #1", 1)
     assert len(emulator.requests) == 1
@@ -74,7 +72,9 @@ def test_a_2xx_that_is_not_monks_acceptance_fails_and_is_not_retried(
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_is_never_followed(emulator: MonkEmulator, status: int) -> None:
     emulator.script[1] = Rule(status=status, location="/v2/moved")
-    client = MonkClient(emulator.url, API_KEY, timeout=2, max_retries=3, backoff_seconds=0.01)
+    client = MonkClient(
+        emulator.url, API_KEY, timeout=2, max_retries=3, backoff_seconds=0.01, max_wait_seconds=1
+    )
     with pytest.raises(MonkAnswerError, match=r"'/v2/moved'.*Check api_url"):
         client.send_batch(encode_batch([EVENT]), "batch #1", 1)
     assert len(emulator.requests) == 1  # no GET, no retry
@@ -97,7 +97,9 @@ def test_end_to_end_no_state_past_an_answer_that_is_not_acceptance(
 
 def test_response_count_must_equal_events_sent(emulator: MonkEmulator) -> None:
     emulator.script[1] = Rule(status=202, body='{"status":"accepted","count":2}')
-    client = MonkClient(emulator.url, API_KEY, timeout=2, max_retries=0)
+    client = MonkClient(
+        emulator.url, API_KEY, timeout=2, max_retries=0, backoff_seconds=0.01, max_wait_seconds=1
+    )
     with pytest.raises(MonkAnswerError, match="1 events"):
         client.send_batch(encode_batch([EVENT]), "batch #1", 1)
 
@@ -284,7 +286,14 @@ def test_sdk_path_record_errors_are_one_line_or_dead_lettered(
 
 
 def test_retry_waits_are_capped() -> None:
-    client = MonkClient("https://monk.example", "k", backoff_seconds=1, max_wait_seconds=60)
+    client = MonkClient(
+        "https://monk.example",
+        "k",
+        timeout=6,
+        max_retries=5,
+        backoff_seconds=1,
+        max_wait_seconds=60,
+    )
     assert all(client._wait_time(n, None) <= 60 for n in range(1, 21))
     assert client._wait_time(20, None) >= 30  # jittered between half and all of the cap
     assert client._wait_time(1, 120.0) == 120.0  # Monk's Retry-After, beyond the cap

@@ -14,7 +14,8 @@ import pytest
 from helpers import base_config, emulator_totals, run_target
 from monk_emulator import MonkEmulator
 
-from target_monk.batch_files import BatchFileError, batch_records
+from target_monk.batch_files import batch_records
+from target_monk.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 TAP_JSONL = ROOT / ".venv-tap-jsonl" / "bin" / "tap-jsonl"
@@ -135,7 +136,7 @@ def test_parquet_without_pyarrow_fails_at_once_naming_the_extra(
         "encoding": {"format": "parquet", "compression": None},
         "manifest": ["file:///nonexistent/part-1.parquet"],
     }
-    with pytest.raises(BatchFileError, match=r"target-monk\[parquet\]"):
+    with pytest.raises(InputError, match=r"target-monk\[parquet\]"):
         next(batch_records(message))
 
 
@@ -143,5 +144,5 @@ def test_jsonl_row_that_is_not_an_object_names_file_and_row(tmp_path: Path) -> N
     path = tmp_path / "part.jsonl"
     path.write_text('{"id": 1}\n[2]\n')
     message = {"encoding": {"format": "jsonl"}, "manifest": [path.as_uri()], "stream": "s"}
-    with pytest.raises(BatchFileError, match=r"part\.jsonl' row 2 is not a JSON object"):
+    with pytest.raises(InputError, match=r"part\.jsonl' row 2 is not a JSON object"):
         list(batch_records(message))

@@ -10,14 +10,8 @@ import pytest
 from helpers import API_KEY
 from monk_emulator import MonkEmulator, Rule
 
-from target_monk.client import (
-    MonkAuthError,
-    MonkClient,
-    MonkRejectedError,
-    MonkUnavailableError,
-    encode_batch,
-    encode_in_parts,
-)
+from target_monk.client import MonkClient, encode_batch, encode_in_parts
+from target_monk.errors import MonkAuthError, MonkRejectedError, MonkUnavailableError
 
 EVENT = {
     "externalCustomerId": "cus_1",
@@ -29,7 +23,13 @@ BODY = encode_batch([EVENT])
 
 
 def client_for(emulator: MonkEmulator, key: str = API_KEY, **options) -> MonkClient:
-    options = {"timeout": 2.0, "max_retries": 3, "backoff_seconds": 0.01, **options}
+    options = {
+        "timeout": 2.0,
+        "max_retries": 3,
+        "backoff_seconds": 0.01,
+        "max_wait_seconds": 60.0,
+        **options,
+    }
     return MonkClient(emulator.url, key, **options)
 
 

@@ -8,7 +8,8 @@ import typing as t
 import pytest
 from helpers import wait_until
 
-from target_monk.delivery import Batch, Delivery, DeliveryFailed
+from target_monk.delivery import Batch, Delivery
+from target_monk.errors import DeliveryFailed
 
 
 class ScriptedSend:
@@ -30,7 +31,7 @@ class ScriptedSend:
         self.release.setdefault(number, threading.Event()).set()
 
 
-class SinkLikeDelivery(Delivery):
+class SinkLikeDelivery(Delivery[str]):
     """A Delivery with the buffers the sinks would keep, one per holder name."""
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
@@ -53,12 +54,9 @@ def make(
 
 
 def receive(delivery: SinkLikeDelivery, holder: str, count: int) -> None:
-    """As a sink does: hold a new buffer before its first record, then append."""
-    buffer = delivery.buffers.setdefault(holder, [])
-    for _ in range(count):
-        if not buffer:
-            delivery.hold(holder, buffer)
-        buffer.append({})
+    """As a stream buffer does: take on a run of records, then say how many."""
+    delivery.buffers.setdefault(holder, []).extend({} for _ in range(count))
+    delivery.add(holder, count)
 
 
 def send(delivery: SinkLikeDelivery, holder: str) -> None:

@@ -10,14 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from target_monk.mapping import (
-    EventMapper,
-    InvalidRecordError,
-    KeySpace,
-    MappingConfigError,
-    MappingSettings,
-    canonical_text,
-)
+from target_monk.errors import ConfigError, InvalidRecordError
+from target_monk.mapping import EventMapper, KeySpace, MappingSettings, canonical_text
 
 NOW = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.UTC)
 SCHEMA = {
@@ -176,7 +170,7 @@ def test_template_keeps_integers_for_format_specs_and_canonical_texts_otherwise(
 
 @pytest.mark.parametrize("template", ["sync_{}", "sync_{0}", "constant", "{stream}", "sync_{id"])
 def test_templates_that_cannot_key_rows_are_refused(template: str) -> None:
-    with pytest.raises(MappingConfigError, match="idempotency_key_template"):
+    with pytest.raises(ConfigError, match="idempotency_key_template"):
         EventMapper("s", ("id",), MappingSettings(idempotency_key_template=template))
 
 
@@ -185,7 +179,7 @@ def test_a_template_without_stream_serves_one_stream_only() -> None:
     settings = MappingSettings(idempotency_key_template="sync_{id}")
     space.add(EventMapper("a", ("id",), settings))
     space.add(EventMapper("a", ("id",), settings))  # the same stream again (a new SCHEMA)
-    with pytest.raises(MappingConfigError, match="'a' and 'b'"):
+    with pytest.raises(ConfigError, match="'a' and 'b'"):
         space.add(EventMapper("b", ("id",), settings))
     with_stream = MappingSettings(idempotency_key_template="{stream}_{id}")
     space.add(EventMapper("c", ("id",), with_stream))
@@ -195,7 +189,7 @@ def test_a_template_without_stream_serves_one_stream_only() -> None:
 def test_stream_overrides_must_name_streams_exactly() -> None:
     space = KeySpace({"Seats": {}, "usage": {}, "gone": {}})
     space.add(EventMapper("usage", ("id",), MappingSettings()))
-    with pytest.raises(MappingConfigError, match="'Seats' but the stream is 'seats'"):
+    with pytest.raises(ConfigError, match="'Seats' but the stream is 'seats'"):
         space.add(EventMapper("seats", ("id",), MappingSettings()))
     assert space.warnings() == [
         "stream_overrides names ['Seats', 'gone'], which no stream of this run matched: "

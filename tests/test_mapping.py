@@ -7,12 +7,8 @@ import decimal
 
 import pytest
 
-from target_monk.mapping import (
-    EventMapper,
-    InvalidRecordError,
-    MappingConfigError,
-    MappingSettings,
-)
+from target_monk.errors import ConfigError, InvalidRecordError
+from target_monk.mapping import EventMapper, MappingSettings
 
 NOW = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.UTC)
 UUID = "6f1c2a1e-93a4-4a51-9d1c-2b0c6f9d7e10"
@@ -210,25 +206,5 @@ def test_template_with_missing_field_is_invalid() -> None:
 
 
 def test_stream_without_key_or_template_is_refused_with_a_fix() -> None:
-    with pytest.raises(MappingConfigError, match="idempotency_key_template"):
+    with pytest.raises(ConfigError, match="idempotency_key_template"):
         EventMapper("logs", (), MappingSettings())
-
-
-def test_settings_from_config_with_stream_overrides() -> None:
-    config = {
-        "event_name_field": "kind",
-        "timestamp_field": "at",
-        "property_fields": ["x", "y"],
-        "stream_overrides": {"b": {"event_name": "b_event", "timestamp_field": "when"}},
-    }
-    assert MappingSettings.from_config(config, "a") == MappingSettings(
-        event_name_field="kind", timestamp_field="at", property_fields=("x", "y")
-    )
-    assert MappingSettings.from_config(config, "b") == MappingSettings(
-        event_name_field="kind",
-        event_name="b_event",
-        timestamp_field="when",
-        property_fields=("x", "y"),
-    )
-    with pytest.raises(MappingConfigError, match="unknown setting"):
-        MappingSettings.from_config({"stream_overrides": {"a": {"nope": 1}}}, "a")

@@ -10,6 +10,8 @@ import pytest
 from helpers import API_KEY, base_config, interleaved_input, record_message, run_target
 from monk_emulator import MonkEmulator
 
+from target_monk.errors import ConfigError
+
 
 def with_bad_rows(total: int, bad: dict[int, dict]) -> tuple[str, dict, set[str]]:
     """One stream of `total` records, some changed; returns text, last state, good keys."""
@@ -151,12 +153,12 @@ def test_summary_progress_and_receipt(emulator: MonkEmulator, tmp_path: Path) ->
     ],
 )
 def test_plain_http_only_to_this_machine(tmp_path: Path, url: str, allowed: bool) -> None:
-    from target_monk.client import check_api_url
+    from target_monk.settings import check_api_url
 
     if allowed:
         check_api_url(url)
     else:
-        with pytest.raises(ValueError, match="api_url"):
+        with pytest.raises(ConfigError, match="api_url"):
             check_api_url(url)
     check_api_url("http://events.example.com", allow_insecure_http=True)
 

@@ -9,7 +9,8 @@ Left out, and why:
   JSON strings, so it cannot pass for any target (the SDK leaves it out of its
   own default suite too). tests/test_target.py checks STATE output closely.
 - TargetRecordMissingKeyProperty is kept, expecting target-monk's one-line
-  InvalidRecordError (stream, key, field) instead of the SDK's exception.
+  InvalidRecordError (stream, key, field) instead of the SDK's exception, and
+  TargetRecordBeforeSchemaTest expecting target-monk's InputError.
 - TargetPrimaryKeyUpdates, TargetNoPrimaryKeys, TargetSchemaNoProperties and
   TargetRecordMissingRequiredProperty are kept, but inverted: their streams
   declare no key properties, and target-monk must refuse such a stream at its
@@ -30,7 +31,7 @@ from singer_sdk.testing import get_target_test_class, target_test_streams
 from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.suites import SingerTestSuite
 
-from target_monk.mapping import InvalidRecordError, MappingConfigError
+from target_monk.errors import ConfigError, InputError, InvalidRecordError
 from target_monk.target import TargetMonk
 
 # The SDK builds its test class from a config at import time, so the emulator's port
@@ -58,7 +59,7 @@ def expecting(test_class: type, error: type[Exception], match: str) -> type:
 
 def refused_without_keys(test_class: type) -> type:
     """The SDK test, expecting target-monk's refusal of a stream without key properties."""
-    return expecting(test_class, MappingConfigError, "idempotency_key_template")
+    return expecting(test_class, ConfigError, "idempotency_key_template")
 
 
 SUITE = SingerTestSuite(
@@ -72,7 +73,8 @@ SUITE = SingerTestSuite(
         sdk.TargetEncodedStringData,
         sdk.TargetInvalidSchemaTest,
         sdk.TargetOptionalAttributes,
-        sdk.TargetRecordBeforeSchemaTest,
+        # The SDK expects its RecordsWithoutSchemaException; target-monk's says the same.
+        expecting(sdk.TargetRecordBeforeSchemaTest, InputError, "arrived before its SCHEMA"),
         # The SDK expects its MissingKeyPropertiesError; target-monk names the record.
         expecting(
             sdk.TargetRecordMissingKeyProperty,

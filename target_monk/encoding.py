@@ -1,0 +1,8 @@
+"""The one JSON encoder: request bodies, STATE lines, receipts and JSON Lines files."""
+
+from __future__ import annotations
+
+import msgspec
+
+encode_json = msgspec.json.Encoder(decimal_format="number").encode
+"""Compact JSON bytes, Decimal values written as numbers with all their digits."""

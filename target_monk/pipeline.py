@@ -1,0 +1,240 @@
+"""The run: the parts built from `Settings`, and the policy over them.
+
+A plain class, free of singer-sdk: the target (`target.py`) hands it streams, runs of
+records, STATE values, ticks, the end of input, failures and signals. It decides when
+a batch is sent (full, holding back the newest STATE, older than the flush interval,
+past the buffer cap, at the end), and how a run ends: finished, failed, or stopped by
+a signal. It never exits the process: the target does.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import typing as t
+from pathlib import Path
+
+import msgspec
+
+from target_monk.buffers import StreamBuffer
+from target_monk.client import MonkClient
+from target_monk.delivery import Delivery
+from target_monk.encoding import encode_json
+from target_monk.errors import DeadLettersWritten
+from target_monk.mapping import EventMapper, KeySpace
+from target_monk.outputs import DeadLetters, DryRunClient, JsonLinesFile, StateLines
+from target_monk.report import RunReport
+from target_monk.sender import Sender
+
+if t.TYPE_CHECKING:
+    from target_monk.client import Poster
+    from target_monk.errors import InvalidRecordError, TargetMonkError
+    from target_monk.settings import Settings
+
+logger = logging.getLogger("target-monk")
+
+BOUND_CHECK_RECORDS = 1000
+"""Buffers may pass max_buffered_events by at most this many records."""
+
+
+class Pipeline:
+    """Owns client, sender, delivery, STATE lines, dead letters, key space and report."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Build every part from `settings`; nothing is sent or written yet."""
+        self.settings = settings
+        self.report = RunReport(keep_receipt=settings.summary_path is not None)
+        self.dead_letters = (
+            DeadLetters(JsonLinesFile(settings.dead_letter_path), self.report)
+            if settings.dead_letter
+            else None
+        )
+        self.client: Poster = (
+            DryRunClient(JsonLinesFile(settings.dry_run_path))
+            if settings.dry_run
+            else MonkClient(
+                settings.api_url,
+                settings.api_key,
+                timeout=settings.request_timeout_seconds,
+                max_retries=settings.max_retries,
+                backoff_seconds=settings.retry_backoff_seconds,
+                max_wait_seconds=settings.max_retry_wait_seconds,
+            )
+        )
+        self.state_lines = StateLines(write=not settings.dry_run)
+        sender = Sender(
+            self.client,
+            self.report,
+            self.dead_letters,
+            max_batch_bytes=settings.max_batch_bytes,
+            progress_every=settings.progress_every_batches,
+        )
+        self.delivery: Delivery[StreamBuffer] = Delivery(
+            sender, self.state_lines.write, max_in_flight=settings.max_in_flight
+        )
+        self.key_space = KeySpace(settings.stream_overrides)
+        self._buffers: dict[str, StreamBuffer] = {}
+        self._records_read: collections.Counter[str] = collections.Counter()
+        self._unchecked_records = 0
+        self._summary: dict[str, t.Any] | None = None
+
+    # Input, from the reading thread.
+
+    def open_stream(
+        self, stream: str, key_properties: t.Sequence[str], schema: t.Mapping[str, t.Any]
+    ) -> StreamBuffer:
+        """A stream's SCHEMA: check that it can be keyed, and give it a new buffer. The
+        events of a buffer it replaces (a repeated SCHEMA) are sent first, so a key's
+        later version never waits behind its earlier one.
+
+        Raises:
+            ConfigError: the stream cannot be mapped with the settings.
+        """
+        mapper = EventMapper(stream, key_properties, self.settings.mapping_for(stream), schema)
+        self.key_space.add(mapper)
+        replaced = self._buffers.get(stream)
+        if replaced is not None:
+            self.send(replaced)
+        buffer = StreamBuffer(mapper, self.settings.batch_size_rows, self.invalid_record)
+        self._buffers[stream] = buffer
+        return buffer
+
+    def add_records(self, buffer: StreamBuffer, records: list[dict[str, t.Any]]) -> None:
+        """A run of one stream's records, from either path: each full batch is sent,
+        and with it the partial batches that hold back the newest STATE (so checkpoints
+        keep moving during long backfills); then buffers are kept within their cap."""
+        self._records_read[buffer.stream] += len(records)
+        now = dt.datetime.now(dt.UTC)
+        done = 0
+        while done < len(records):
+            before = len(buffer.events)
+            done = buffer.add(records, done, now)
+            if len(buffer.events) > before:
+                self.delivery.add(buffer, len(buffer.events) - before)
+            if buffer.full:
+                self.send(buffer)
+                self._send_batches_holding_back_state()
+        self._bound_buffers(len(records))
+
+    def invalid_record(self, error: InvalidRecordError, record: dict[str, t.Any]) -> None:
+        """A record that cannot become an event: dead-lettered, or the run fails.
+
+        Raises:
+            InvalidRecordError: `error`, unless on_invalid_record is dead_letter.
+        """
+        if self.dead_letters is None:
+            raise error
+        self.dead_letters.invalid(error, record)
+
+    def state_received(self, state: dict[str, t.Any]) -> None:
+        """A STATE: written once every record before it is accepted."""
+        self.delivery.state_received(state)
+
+    def send(self, buffer: StreamBuffer) -> None:
+        """Hand the buffer's events to delivery (returns once it has a slot)."""
+        events = buffer.take()
+        if events:
+            self.delivery.submit(buffer, events, buffer.stream)
+
+    def tick(self) -> None:
+        """Called at least every second, also while the input is silent: fail at once
+        if a batch failed; send partial batches older than flush_interval_seconds (and
+        what holds back the newest STATE with them)."""
+        self.delivery.raise_if_failed()
+        old = self.delivery.holders_older_than(self.settings.flush_interval_seconds)
+        for buffer in old:
+            self.send(buffer)
+        if old:
+            self._send_batches_holding_back_state()
+
+    def _send_batches_holding_back_state(self) -> None:
+        for buffer in self.delivery.holders_blocking_states():
+            self.send(buffer)
+
+    def _bound_buffers(self, records_added: int) -> None:
+        """Past max_buffered_events in all partial batches, send the largest. Checked
+        every BOUND_CHECK_RECORDS records (summing every stream's buffer for each
+        record would cost as much as mapping it when streams interleave)."""
+        self._unchecked_records += records_added
+        if self._unchecked_records < BOUND_CHECK_RECORDS:
+            return
+        self._unchecked_records = 0
+        for buffer in self.delivery.largest_holders(above=self.settings.max_buffered_events):
+            self.send(buffer)
+
+    # Ending a run.
+
+    def finish(self) -> None:
+        """End of input: send every partial batch, wait for all, write the last STATE;
+        log the summary, write the receipt, say what was dead-lettered.
+
+        Raises:
+            DeliveryFailed: a batch failed.
+            DeadLettersWritten: something was dead-lettered and fail_on_dead_letter is on.
+        """
+        for buffer in self._buffers.values():
+            self.send(buffer)
+        self.delivery.finish()
+        summary = self.log_summary()
+        if isinstance(self.client, DryRunClient):
+            logger.warning(
+                "Dry run: nothing was sent and no STATE was written; %d request bodies are in %s",
+                self.client.bodies.count,
+                self.client.bodies.path,
+            )
+        if self.settings.summary_path is not None:
+            receipt = encode_json({"run": summary, "usage": self.report.receipt()})
+            Path(self.settings.summary_path).write_bytes(msgspec.json.format(receipt) + b"\n")
+        if summary["dead_lettered"] and self.dead_letters is not None:
+            logger.warning(
+                "%d records or events were dead-lettered to %s (see the README, "
+                "'When things go wrong')",
+                summary["dead_lettered"],
+                self.dead_letters.file.path,
+            )
+            if self.settings.fail_on_dead_letter:
+                msg = f"{summary['dead_lettered']} dead-lettered (fail_on_dead_letter is on)"
+                raise DeadLettersWritten(msg)
+
+    def log_summary(self) -> dict[str, t.Any]:
+        """Log what the run did, per stream and as one JSON line (once); return it."""
+        if self._summary is None:
+            self._summary = self.report.log_summary(
+                logger, self._records_read, self.key_space.warnings()
+            )
+        return self._summary
+
+    def fail(self, error: TargetMonkError) -> None:
+        """The one way a run fails (the caller has stopped reading): retry nothing, let
+        the batches already handed to delivery make at most one attempt each and wait
+        for them (at most 2 x request_timeout_seconds + 5 s: max_in_flight being
+        posted, then the one waiting for a sender), write no STATE from then on, log
+        the summary of what Monk accepted, then one `target-monk failed:` line."""
+        self.client.stop()
+        self.delivery.wait_for_running(timeout=2 * self.settings.request_timeout_seconds + 5)
+        self.state_lines.close()
+        self.log_summary()
+        logger.error("target-monk failed: %s", error)
+
+    def on_signal(self, signum: int, exit_now: t.Callable[[int], t.NoReturn]) -> None:
+        """SIGTERM/SIGINT: stop at once; never let a STATE out past an unaccepted
+        record, nor half a STATE line (see `StateLines`). `exit_now` ends the process
+        with 0 if every record received was accepted, else 1."""
+
+        def stop() -> t.NoReturn:
+            delivered = self.delivery.halt()
+            logger.error(
+                "Received signal %d: stopping. %s",
+                signum,
+                "Every record received was accepted by Monk."
+                if delivered
+                else "Some records were not yet accepted by Monk; no STATE past them "
+                "was written, so the next run sends them again.",
+            )
+            exit_now(0 if delivered else 1)
+
+        if self.state_lines.stop_after_line(stop):
+            return
+        self.state_lines.close()
+        stop()

@@ -1,0 +1,420 @@
+"""The settings: their JSON Schema (what --about lists and Meltano shows), and one
+frozen `Settings` built once from the config: defaults filled, types converted, and
+every check across settings done here and nowhere else. Every other module receives
+the values it needs, never the raw config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import typing as t
+import urllib.parse
+from dataclasses import dataclass, field, fields
+
+from singer_sdk import typing as th
+
+from target_monk.client import MAX_RETRY_AFTER_SECONDS
+from target_monk.errors import ConfigError
+from target_monk.mapping import MappingSettings
+
+MAX_BATCH_EVENTS = 10_000
+"""Monk's limit of events per request."""
+DEFAULT_API_URL = "https://events-api.monk.com"
+
+MAPPING_SCHEMA = th.PropertiesList(
+    th.Property(
+        "customer_id_field",
+        th.StringType,
+        default=MappingSettings.customer_id_field,
+        description="Source field for customerId (Monk's customer UUID).",
+    ),
+    th.Property(
+        "external_customer_id_field",
+        th.StringType,
+        default=MappingSettings.external_customer_id_field,
+        description="Source field for externalCustomerId, used when customerId is empty.",
+    ),
+    th.Property(
+        "event_name_field",
+        th.StringType,
+        default=MappingSettings.event_name_field,
+        description="Source field for eventName.",
+    ),
+    th.Property(
+        "event_name",
+        th.StringType,
+        description="A constant eventName for every record; wins over event_name_field.",
+    ),
+    th.Property(
+        "timestamp_field",
+        th.StringType,
+        default=MappingSettings.timestamp_field,
+        description="Source field for the event time (ISO 8601 or date-time; naive = UTC).",
+    ),
+    th.Property(
+        "properties_field",
+        th.StringType,
+        default=MappingSettings.properties_field,
+        description=(
+            "If a record has an object in this field, it becomes the properties; "
+            "otherwise every field not mapped above (except _sdc_*) does."
+        ),
+    ),
+    th.Property(
+        "property_fields",
+        th.ArrayType(th.StringType),
+        description=(
+            "Only these source fields become properties (when there is no properties "
+            "object). Default: every field not mapped above."
+        ),
+    ),
+    th.Property(
+        "idempotency_key_template",
+        th.StringType,
+        description=(
+            "str.format template over the record's fields plus 'stream', e.g. "
+            "'sync_{id}'. Default key: '{stream}:{key property values joined by :}'."
+        ),
+    ),
+)
+"""The settings that map a record to an event; each may be set per stream too."""
+
+SCHEMA: dict[str, t.Any] = th.PropertiesList(
+    th.Property(
+        "api_key",
+        th.StringType,
+        required=True,
+        secret=True,
+        description="Monk API key (Bearer), with the usage:write scope.",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        default=DEFAULT_API_URL,
+        description="Monk events host; batches go to {api_url}/v1/events/batch.",
+    ),
+    th.Property(
+        "batch_size_rows",
+        th.IntegerType(minimum=1, maximum=MAX_BATCH_EVENTS),
+        default=5000,
+        description="Events per request, 1 to 10,000 (Monk's limit).",
+    ),
+    th.Property(
+        "max_batch_bytes",
+        th.IntegerType(minimum=1000),
+        default=5_000_000,
+        description=(
+            "Largest request body in bytes; a batch whose JSON would be larger is "
+            "sent in parts. A safety margin: Monk publishes no byte limit."
+        ),
+    ),
+    *MAPPING_SCHEMA,
+    th.Property(
+        "stream_overrides",
+        th.ObjectType(additional_properties=MAPPING_SCHEMA),
+        default={},
+        description="Stream name -> any of the mapping settings, for that stream only.",
+    ),
+    th.Property(
+        "request_timeout_seconds",
+        th.NumberType(exclusive_minimum=0),
+        default=60,
+        description="Timeout of one request, in seconds.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0, maximum=20),
+        default=5,
+        description="Retries of one batch on 429, 5xx, timeouts and connection errors.",
+    ),
+    th.Property(
+        "retry_backoff_seconds",
+        th.NumberType(minimum=0),
+        default=1,
+        description="First retry wait; each next one doubles (1, 2, 4, 8, 16 s), jittered.",
+    ),
+    th.Property(
+        "max_retry_wait_seconds",
+        th.NumberType(minimum=0),
+        default=60,
+        description=(
+            "Longest wait before one retry (Monk's Retry-After is honoured up to "
+            f"{MAX_RETRY_AFTER_SECONDS:g} s)."
+        ),
+    ),
+    th.Property(
+        "flush_interval_seconds",
+        th.NumberType(exclusive_minimum=0),
+        default=60,
+        description=(
+            "A partial batch is sent, and the STATE behind it written, at most this "
+            "long after its first record arrived, also while the tap is silent."
+        ),
+    ),
+    th.Property(
+        "max_buffered_events",
+        th.IntegerType(minimum=1),
+        default=50_000,
+        description=(
+            "Events buffered in all streams' partial batches at most; past it the "
+            "largest partial batches are sent. Bounds memory whatever the number "
+            "of streams."
+        ),
+    ),
+    th.Property(
+        "max_in_flight",
+        th.IntegerType(minimum=1, maximum=32),
+        default=4,
+        description="Batches posted at once while input keeps being read.",
+    ),
+    th.Property(
+        "on_invalid_record",
+        th.StringType(allowed_values=["fail", "dead_letter"]),
+        default="fail",
+        description=(
+            "fail: an invalid record fails the run before its batch is sent. "
+            "dead_letter: it goes to dead_letter_path and delivery goes on; a batch "
+            "Monk rejects (400/413/422) is split until the rejected events are found."
+        ),
+    ),
+    th.Property(
+        "dead_letter_path",
+        th.StringType,
+        default="target-monk-dead-letter.jsonl",
+        description="JSON Lines file for dead-lettered records and events (appended).",
+    ),
+    th.Property(
+        "fail_on_dead_letter",
+        th.BooleanType,
+        default=False,
+        description="Exit non-zero at the end of a run that dead-lettered anything.",
+    ),
+    th.Property(
+        "dry_run",
+        th.BooleanType,
+        default=False,
+        description=(
+            "Map and check every record and write the request bodies to dry_run_path; "
+            "send nothing and write no STATE (the bookmark never moves)."
+        ),
+    ),
+    th.Property(
+        "dry_run_path",
+        th.StringType,
+        default="target-monk-dry-run.jsonl",
+        description="JSON Lines file for dry-run request bodies, one body per line.",
+    ),
+    th.Property(
+        "summary_path",
+        th.StringType,
+        description=(
+            "If set, write a receipt here: per customer and event name, the events "
+            "and the sum of each numeric property delivered in this run."
+        ),
+    ),
+    th.Property(
+        "progress_every_batches",
+        th.IntegerType(minimum=1),
+        default=10,
+        description="Log a progress line every this many accepted requests.",
+    ),
+    th.Property(
+        "allow_insecure_http",
+        th.BooleanType,
+        default=False,
+        description="Allow a plain http api_url to a host other than this machine.",
+    ),
+    th.Property(
+        "validate_records",
+        th.BooleanType,
+        default=False,
+        description=(
+            "Also run the SDK's per-record JSON Schema validation. Off by default: "
+            "every record is checked against Monk's rules anyway."
+        ),
+    ),
+).to_dict()
+"""target-monk's own settings (singer-sdk adds its built-in ones, `SDK_SETTINGS`)."""
+
+DEFAULTS: dict[str, t.Any] = {
+    name: spec["default"] for name, spec in SCHEMA["properties"].items() if "default" in spec
+}
+"""Every setting's default, from the schema: the one place defaults live."""
+
+SDK_PATH_SETTINGS: dict[str, str] = {
+    "validate_records": "JSON Schema validation of each record",
+    "stream_maps": "stream maps transform, filter, alias or split records",
+    "flattening_enabled": "flattening renames nested properties",
+    "add_record_metadata": "adds (and otherwise removes) the _sdc_* metadata fields",
+}
+"""Settings that, when set, need singer-sdk's per-record steps: records take the SDK's
+path. A built-in singer-sdk setting in neither this list nor FAST_PATH_SETTINGS (one
+a newer singer-sdk adds) takes the SDK's path too: never skipped silently."""
+
+FAST_PATH_SETTINGS: dict[str, str] = {
+    "batch_size_rows": "target-monk's own batch size, on both paths",
+    "batch_config": "where BATCH files are read from, on both paths",
+    "load_method": "checked at start (overwrite refused); records are the same",
+    "stream_map_config": "read by stream_maps only",
+    "faker_config": "read by stream_maps only",
+    "flattening_max_depth": "read with flattening_enabled only",
+    "flattening_max_key_length": "read with flattening_enabled only",
+    "flattening_separator": "read with flattening_enabled only",
+}
+"""Built-in singer-sdk settings the fast path honours or that change no record."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, typed, defaults filled and checked; built once per run."""
+
+    api_key: str = field(repr=False)
+    api_url: str
+    allow_insecure_http: bool
+    batch_size_rows: int
+    max_batch_bytes: int
+    mapping: MappingSettings
+    stream_overrides: t.Mapping[str, MappingSettings]
+    request_timeout_seconds: float
+    max_retries: int
+    retry_backoff_seconds: float
+    max_retry_wait_seconds: float
+    flush_interval_seconds: float
+    max_buffered_events: int
+    max_in_flight: int
+    on_invalid_record: str
+    dead_letter_path: str
+    fail_on_dead_letter: bool
+    dry_run: bool
+    dry_run_path: str
+    summary_path: str | None
+    progress_every_batches: int
+    batch_config: t.Mapping[str, t.Any] | None
+    sdk_path_settings: tuple[str, ...]
+    """The settings set that need singer-sdk's per-record steps (empty: the fast path)."""
+
+    @property
+    def sdk_path(self) -> bool:
+        """Records take singer-sdk's per-record steps (else the fast path)."""
+        return bool(self.sdk_path_settings)
+
+    @property
+    def dead_letter(self) -> bool:
+        """Invalid records are dead-lettered instead of failing the run."""
+        return self.on_invalid_record == "dead_letter"
+
+    def mapping_for(self, stream: str) -> MappingSettings:
+        """The mapping settings of `stream`: its stream_overrides over the run's."""
+        return self.stream_overrides.get(stream, self.mapping)
+
+    @classmethod
+    def from_config(
+        cls, config: t.Mapping[str, t.Any], sdk_settings: t.Iterable[str] = ()
+    ) -> Settings:
+        """Read the config (a null value takes the default). `sdk_settings` are the
+        names of singer-sdk's built-in settings, to tell which path records take.
+
+        Raises:
+            ConfigError: naming the setting that cannot work, and why.
+        """
+        values = {**DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
+        check_api_url(str(values["api_url"]), bool(values["allow_insecure_http"]))
+        if values.get("load_method") == "overwrite":
+            msg = (
+                "load_method 'overwrite' cannot work with Monk: events it accepted cannot "
+                "be deleted. Use append-only (the default) or upsert: both deliver by "
+                "idempotency key, and Monk keeps the last write per key."
+            )
+            raise ConfigError(msg)
+        batch_size_rows = int(values["batch_size_rows"])
+        if not 1 <= batch_size_rows <= MAX_BATCH_EVENTS:
+            msg = (
+                f"batch_size_rows must be 1 to {MAX_BATCH_EVENTS:,} (Monk's limit), "
+                f"got {batch_size_rows}"
+            )
+            raise ConfigError(msg)
+        mapping = MappingSettings.from_values(values)
+        built_in = set(sdk_settings) - set(SCHEMA["properties"])
+        return cls(
+            api_key=str(values.get("api_key", "")),
+            api_url=str(values["api_url"]),
+            allow_insecure_http=bool(values["allow_insecure_http"]),
+            batch_size_rows=batch_size_rows,
+            max_batch_bytes=int(values["max_batch_bytes"]),
+            mapping=mapping,
+            stream_overrides=_stream_overrides(values["stream_overrides"], mapping),
+            request_timeout_seconds=float(values["request_timeout_seconds"]),
+            max_retries=int(values["max_retries"]),
+            retry_backoff_seconds=float(values["retry_backoff_seconds"]),
+            max_retry_wait_seconds=float(values["max_retry_wait_seconds"]),
+            flush_interval_seconds=float(values["flush_interval_seconds"]),
+            max_buffered_events=int(values["max_buffered_events"]),
+            max_in_flight=int(values["max_in_flight"]),
+            on_invalid_record=str(values["on_invalid_record"]),
+            dead_letter_path=str(values["dead_letter_path"]),
+            fail_on_dead_letter=bool(values["fail_on_dead_letter"]),
+            dry_run=bool(values["dry_run"]),
+            dry_run_path=str(values["dry_run_path"]),
+            summary_path=str(values["summary_path"]) if values.get("summary_path") else None,
+            progress_every_batches=int(values["progress_every_batches"]),
+            batch_config=values.get("batch_config") or None,
+            sdk_path_settings=tuple(
+                sorted(
+                    name
+                    for name, value in values.items()
+                    if value
+                    and name not in FAST_PATH_SETTINGS
+                    and (name in SDK_PATH_SETTINGS or name in built_in)
+                )
+            ),
+        )
+
+
+def _stream_overrides(
+    overrides: object, mapping: MappingSettings
+) -> t.Mapping[str, MappingSettings]:
+    """Each stream's mapping settings: its overrides over the run's."""
+    if not isinstance(overrides, t.Mapping):
+        msg = f"stream_overrides must be an object of stream names, got {overrides!r}"
+        raise ConfigError(msg)
+    names = {f.name for f in fields(MappingSettings)}
+    per_stream = {}
+    for stream, settings in overrides.items():
+        settings = settings or {}
+        unknown = set(settings) - names if isinstance(settings, t.Mapping) else {settings}
+        if unknown:
+            msg = (
+                f"stream_overrides for '{stream}' has unknown setting(s) "
+                f"{sorted(map(str, unknown))}; allowed: {sorted(names)}"
+            )
+            raise ConfigError(msg)
+        per_stream[stream] = mapping.overridden(settings)
+    return per_stream
+
+
+def check_api_url(api_url: str, allow_insecure_http: bool = False) -> None:
+    """Refuse a URL the key must not travel to: not http(s), or plain http to a host
+    that is not this machine (unless allowed explicitly).
+
+    Raises:
+        ConfigError: naming the problem (never the key).
+    """
+    parts = urllib.parse.urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        msg = f"api_url must be an http(s) URL with a host, got {api_url!r}"
+        raise ConfigError(msg)
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        msg = (
+            f"api_url {api_url!r} is plain http to another machine: the API key would "
+            "travel unencrypted. Use https, or set allow_insecure_http: true."
+        )
+        raise ConfigError(msg)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
