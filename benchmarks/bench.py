@@ -10,7 +10,7 @@ Generates a Singer file (cached in the temp dir) and starts the Monk emulator on
 127.0.0.1 in its own process (optionally adding latency to every request). With
 --emulator-url it uses one already running instead, e.g. on another machine so that
 it does not share the contenders' cores (start it there with
-`tests/monk_emulator.py --host 0.0.0.0 --api-key <API_KEY below>`). It runs
+`python -m target_monk.testing.emulator --host 0.0.0.0 --api-key <API_KEY below>`). It runs
 each contender as a subprocess reading that file, and prints wall time, events/s
 and peak RSS of the median of --repeat runs, with the slowest and fastest rate.
 The number of distinct events Monk holds is checked after each run. The BATCH
@@ -33,10 +33,9 @@ import typing as t
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from target_monk.testing.postgres import free_port
 
-from pg_cluster import free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 API_KEY = "mk_test_" + "be" * 24
 STREAM = "billing_events"
@@ -141,7 +140,8 @@ def emulator_process() -> t.Iterator[str]:
     server = subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "tests" / "monk_emulator.py"),
+            "-m",
+            "target_monk.testing.emulator",
             "--port",
             str(port),
             "--api-key",

@@ -17,11 +17,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from target_monk.testing.emulator import MonkEmulator
+from target_monk.testing.postgres import PgCluster
 
-from monk_emulator import MonkEmulator  # noqa: E402
-from pg_cluster import PgCluster  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MELTANO = str(Path(sys.executable).with_name("meltano"))
 DEMO_KEY = "mk_test_" + "de" * 24

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from helpers import API_KEY, MELTANO, ROOT, end_processes, meltano_env
-from monk_emulator import MonkEmulator
-from pg_cluster import PgCluster
+
+from target_monk.testing.emulator import MonkEmulator
+from target_monk.testing.postgres import PgCluster
 
 
 @pytest.fixture

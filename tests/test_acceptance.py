@@ -22,10 +22,10 @@ from helpers import (
     start_target,
     wait_until,
 )
-from monk_emulator import MonkEmulator, Rule
 
 from target_monk.client import MAX_RETRY_AFTER_SECONDS, MonkClient, encode_batch
 from target_monk.errors import MonkAnswerError
+from target_monk.testing.emulator import MonkEmulator, Rule
 
 EVENT = {
     "externalCustomerId": "cus_1",

@@ -17,7 +17,8 @@ from helpers import (
     start_target,
     wait_until,
 )
-from monk_emulator import MonkEmulator, Rule
+
+from target_monk.testing.emulator import MonkEmulator, Rule
 
 GOOD_STATE = {"type": "STATE", "value": {"bookmarks": {"s": {"replication_key_value": 5000}}}}
 LATE_STATE = {"type": "STATE", "value": {"bookmarks": {"s": {"replication_key_value": 9999}}}}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from helpers import base_config, emulator_totals, run_target
-from monk_emulator import MonkEmulator
 
 from target_monk.batch_files import batch_records
 from target_monk.errors import InputError
+from target_monk.testing.emulator import MonkEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 TAP_JSONL = ROOT / ".venv-tap-jsonl" / "bin" / "tap-jsonl"

@@ -28,7 +28,8 @@ from helpers import (
     start_target,
     wait_until,
 )
-from monk_emulator import MonkEmulator, Rule
+
+from target_monk.testing.emulator import MonkEmulator, Rule
 
 UUID = "6f1c2a1e-93a4-4a51-9d1c-2b0c6f9d7e10"
 

@@ -8,10 +8,10 @@ import time
 
 import pytest
 from helpers import API_KEY
-from monk_emulator import MonkEmulator, Rule
 
 from target_monk.client import MonkClient, encode_batch, encode_in_parts
 from target_monk.errors import MonkAuthError, MonkRejectedError, MonkUnavailableError
+from target_monk.testing.emulator import MonkEmulator, Rule
 
 EVENT = {
     "externalCustomerId": "cus_1",

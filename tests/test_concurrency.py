@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers import base_config, interleaved_input, open_gate_when, run_target
-from monk_emulator import MonkEmulator, Rule
+
+from target_monk.testing.emulator import MonkEmulator, Rule
 
 
 def position(state: dict) -> int:

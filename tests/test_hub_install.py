@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import API_KEY, MELTANO, ROOT, interleaved_input, meltano_env
-from monk_emulator import MonkEmulator
+
+from target_monk.testing.emulator import MonkEmulator
 
 pytestmark = pytest.mark.orchestrate
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from helpers import API_KEY, base_config, interleaved_input, record_message, run_target
-from monk_emulator import MonkEmulator
 
 from target_monk.errors import ConfigError
+from target_monk.testing.emulator import MonkEmulator
 
 
 def with_bad_rows(total: int, bad: dict[int, dict]) -> tuple[str, dict, set[str]]:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from helpers import API_KEY, ROOT, emulator_totals, meltano_env
-from monk_emulator import MonkEmulator
-from pg_cluster import PgCluster
+
+from target_monk.testing.emulator import MonkEmulator
+from target_monk.testing.postgres import PgCluster
 
 pytestmark = [pytest.mark.orchestrate, pytest.mark.usefixtures("meltano_plugins")]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

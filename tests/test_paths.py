@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers import API_KEY, base_config, run_target
-from monk_emulator import MonkEmulator
+
+from target_monk.testing.emulator import MonkEmulator
 
 USAGE_SCHEMA = {
     "type": "SCHEMA",

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from helpers import API_KEY, MELTANO, ROOT, emulator_totals, meltano_env, wait_until
-from monk_emulator import MonkEmulator, Rule
-from pg_cluster import PgCluster
+
+from target_monk.testing.emulator import MonkEmulator, Rule
+from target_monk.testing.postgres import PgCluster
 
 
 class Pipeline:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from helpers import base_config, emulator_totals, run_target
-from monk_emulator import MonkEmulator
+
+from target_monk.testing.emulator import MonkEmulator
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pipelinewise-tap-postgres-1.8.4-full-table.singer"
 GUIDE_MAPPING = {

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import pytest
 from helpers import API_KEY, run_target
-from monk_emulator import MonkEmulator
-from pg_cluster import free_port
 from singer_sdk.testing import get_target_test_class, target_test_streams
 from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.suites import SingerTestSuite
 
 from target_monk.errors import ConfigError, InputError, InvalidRecordError
 from target_monk.target import TargetMonk
+from target_monk.testing.emulator import MonkEmulator
+from target_monk.testing.postgres import free_port
 
 # The SDK builds its test class from a config at import time, so the emulator's port
 # is chosen now; the emulator itself runs only while this module's tests do.

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from helpers import TARGET, base_config, interleaved_input, open_gate_when, run_target
-from monk_emulator import MonkEmulator, Rule
+
+from target_monk.testing.emulator import MonkEmulator, Rule
 
 
 @pytest.mark.parametrize("max_in_flight", [1, 4, 8])

@@ -14,7 +14,7 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monk_emulator import MonkEmulator
+from target_monk.testing.emulator import MonkEmulator
 
 API_KEY = "mk_test_" + "ab12" * 12
 TARGET = [sys.executable, "-m", "target_monk"]

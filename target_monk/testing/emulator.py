@@ -8,7 +8,7 @@ always sends one). Any request can be scripted (status,
 Retry-After, delay, a gate the test opens, dropped connection, a raw answer or redirect);
 every request is recorded.
 
-Standalone: `python tests/monk_emulator.py --port 8787 --api-key mk_test_...`
+Standalone: `python -m target_monk.testing.emulator --port 8787 --api-key mk_test_...`
 serves until interrupted. Control endpoints: `GET /_emulator/events`,
 `/_emulator/requests`, `/_emulator/stats`; `POST /_emulator/reset`, and
 `POST /_emulator/fail_from` with `{"request": n, "rule": {"status": 503}}` (or
@@ -114,7 +114,7 @@ class MonkEmulator:
     def url(self) -> str:
         """Base URL to use as the target's api_url."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> MonkEmulator:
         """Serve in a background thread."""

@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import typing as t
 from pathlib import Path
 
 BILLING_EVENTS_DDL = """
@@ -29,9 +30,11 @@ CREATE TABLE IF NOT EXISTS billing_events (
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def server_bin_dir() -> Path:
@@ -54,7 +57,7 @@ class PgCluster:
         self.bin = server_bin_dir()
         self._as_postgres = os.geteuid() == 0
 
-    def _run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    def _run(self, *args: str, **kwargs: t.Any) -> subprocess.CompletedProcess:
         command = [*args]
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
