@@ -41,6 +41,13 @@ class JsonLinesFile:
             self._file.flush()
             self.count += 1
 
+    def close(self) -> None:
+        """Close the file (a later write opens it again, to append)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
 
 class DeadLetters:
     """The dead-letter file: records that break a rule (`stage: validation`, with the

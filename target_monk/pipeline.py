@@ -176,6 +176,7 @@ class Pipeline:
         for buffer in self._buffers.values():
             self.send(buffer)
         self.delivery.finish()
+        self._close_files()
         summary = self.log_summary()
         if isinstance(self.client, DryRunClient):
             logger.warning(
@@ -214,8 +215,15 @@ class Pipeline:
         self.client.stop()
         self.delivery.wait_for_running(timeout=2 * self.settings.request_timeout_seconds + 5)
         self.state_lines.close()
+        self._close_files()
         self.log_summary()
         logger.error("target-monk failed: %s", error)
+
+    def _close_files(self) -> None:
+        if self.dead_letters is not None:
+            self.dead_letters.file.close()
+        if isinstance(self.client, DryRunClient):
+            self.client.bodies.close()
 
     def on_signal(self, signum: int, exit_now: t.Callable[[int], t.NoReturn]) -> None:
         """SIGTERM/SIGINT: stop at once; never let a STATE out past an unaccepted

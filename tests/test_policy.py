@@ -1,0 +1,176 @@
+"""Pipeline (in-process): when batches are sent, when STATE is written, how a run ends.
+
+The pipeline is driven as the target drives it (streams, runs of records, STATE,
+ticks, the end) and posts over HTTP to the emulator; STATE lines are read from this
+process's stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import typing as t
+from pathlib import Path
+
+import pytest
+from helpers import API_KEY, record_message, schema_message, wait_until
+
+from target_monk.errors import DeliveryFailed, InvalidRecordError
+from target_monk.pipeline import Pipeline
+from target_monk.settings import Settings
+from target_monk.testing.emulator import MonkEmulator, Rule
+
+SCHEMA = schema_message("s")["schema"]
+
+
+def pipeline_for(emulator: MonkEmulator, tmp_path: Path, **config: t.Any) -> Pipeline:
+    config = {
+        "api_key": API_KEY,
+        "api_url": emulator.url,
+        "retry_backoff_seconds": 0.01,
+        "request_timeout_seconds": 5,
+        "dead_letter_path": str(tmp_path / "dead.jsonl"),
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        **config,
+    }
+    return Pipeline(Settings.from_config(config))
+
+
+def rows(stream: str, ids: t.Iterable[int], **changes: t.Any) -> list[dict]:
+    return [record_message(stream, i, **changes)["record"] for i in ids]
+
+
+def states(capfd: pytest.CaptureFixture[str]) -> list[dict]:
+    return [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+
+
+def request_keys(emulator: MonkEmulator) -> list[list[str]]:
+    return [sorted(r.keys) for r in emulator.accepted_requests()]
+
+
+def test_full_batches_go_at_once_the_rest_at_the_end_state_after_acceptance(
+    emulator: MonkEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = pipeline_for(emulator, tmp_path, batch_size_rows=3)
+    buffer = pipeline.open_stream("s", ["id"], SCHEMA)
+    pipeline.add_records(buffer, rows("s", range(4)))
+    pipeline.state_received({"n": 4})
+    pipeline.add_records(buffer, rows("s", range(4, 7)))
+    wait_until(lambda: len(emulator.accepted_requests()) == 2)
+    assert [r.count for r in emulator.accepted_requests()] == [3, 3]
+    pipeline.finish()
+    assert [r.count for r in emulator.accepted_requests()] == [3, 3, 1]
+    assert emulator.held_keys() == {f"s:{i}" for i in range(7)}
+    assert states(capfd) == [{"n": 4}]
+
+
+def test_a_partial_batch_holding_back_state_follows_a_full_one_out(
+    emulator: MonkEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = pipeline_for(emulator, tmp_path, batch_size_rows=3)
+    a, b = (pipeline.open_stream(s, ["id"], SCHEMA) for s in ("a", "b"))
+    pipeline.add_records(b, rows("b", [1]))
+    pipeline.state_received({"n": 1})
+    pipeline.add_records(a, rows("a", range(3)))
+    wait_until(lambda: len(emulator.accepted_requests()) == 2)
+    assert sorted(request_keys(emulator)) == [["a:0", "a:1", "a:2"], ["b:1"]]
+    wait_until(lambda: capfd.readouterr().out == '{"n":1}\n')
+    pipeline.finish()
+
+
+def test_ticks_send_partial_batches_older_than_the_flush_interval(
+    emulator: MonkEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = pipeline_for(emulator, tmp_path, flush_interval_seconds=0.01)
+    buffer = pipeline.open_stream("s", ["id"], SCHEMA)
+    pipeline.add_records(buffer, rows("s", [1, 2]))
+    pipeline.state_received({"n": 2})
+    wait_until(lambda: pipeline.tick() or emulator.accepted_requests())
+    wait_until(lambda: capfd.readouterr().out == '{"n":2}\n')
+    pipeline.finish()
+    assert [r.count for r in emulator.accepted_requests()] == [2]
+
+
+def test_buffers_past_the_cap_send_the_largest(emulator: MonkEmulator, tmp_path: Path) -> None:
+    pipeline = pipeline_for(emulator, tmp_path, max_buffered_events=1500)
+    a, b, c = (pipeline.open_stream(s, ["id"], SCHEMA) for s in "abc")
+    pipeline.add_records(c, rows("c", range(100)))
+    pipeline.add_records(a, rows("a", range(700)))
+    assert not emulator.requests  # 800 buffered, checked after 1,000 records
+    pipeline.add_records(b, rows("b", range(900)))  # 1,700 buffered: b goes, 800 stay
+    wait_until(lambda: emulator.accepted_requests())
+    assert [r.count for r in emulator.accepted_requests()] == [900]
+    pipeline.finish()
+    assert sorted(r.count for r in emulator.accepted_requests()) == [100, 700, 900]
+
+
+def test_a_repeated_schema_sends_the_replaced_buffer_first(
+    emulator: MonkEmulator, tmp_path: Path
+) -> None:
+    """Issue #19's first finding: the new sink's full batch went out before the old
+    sink's partial one, and Monk kept the older version of s:1."""
+    pipeline = pipeline_for(emulator, tmp_path, batch_size_rows=2, max_in_flight=1)
+    first = pipeline.open_stream("s", ["id"], SCHEMA)
+    pipeline.add_records(first, rows("s", [1], tokens=1))
+    second = pipeline.open_stream("s", ["id"], SCHEMA)
+    pipeline.add_records(second, rows("s", [1, 3], tokens=2))
+    pipeline.finish()
+    assert request_keys(emulator) == [["s:1"], ["s:1", "s:3"]]
+    assert emulator.events["s:1"]["properties"]["tokens"] == 2
+
+
+def test_an_invalid_record_fails_or_is_dead_lettered(
+    emulator: MonkEmulator, tmp_path: Path
+) -> None:
+    bad = rows("s", [2], timestamp="yesterday")
+    pipeline = pipeline_for(emulator, tmp_path)
+    buffer = pipeline.open_stream("s", ["id"], SCHEMA)
+    with pytest.raises(InvalidRecordError, match=r"stream 's' .*key 2.*field 'timestamp'"):
+        pipeline.add_records(buffer, [*rows("s", [1]), *bad])
+
+    pipeline = pipeline_for(emulator, tmp_path, on_invalid_record="dead_letter")
+    buffer = pipeline.open_stream("s", ["id"], SCHEMA)
+    pipeline.add_records(buffer, [*rows("s", [1]), *bad, *rows("s", [3])])
+    pipeline.finish()
+    assert emulator.held_keys() == {"s:1", "s:3"}
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [(d["key"], d["field"], d["record"]) for d in letters] == [("2", "timestamp", bad[0])]
+    assert pipeline.log_summary()["dead_lettered"] == 1
+
+
+def test_a_failed_run_writes_no_state_after_and_says_why_in_one_line(
+    emulator: MonkEmulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    emulator.fail_from = (2, Rule(status=400, code="INVALID"))
+    pipeline = pipeline_for(emulator, tmp_path, batch_size_rows=2, max_in_flight=1)
+    buffer = pipeline.open_stream("s", ["id"], SCHEMA)
+    pipeline.add_records(buffer, rows("s", [1, 2]))
+    pipeline.state_received({"n": 2})
+    pipeline.add_records(buffer, rows("s", [3, 4]))
+    pipeline.state_received({"n": 4})
+    with pytest.raises(DeliveryFailed) as failure:
+        pipeline.finish()
+    with caplog.at_level(logging.INFO, logger="target-monk"):
+        pipeline.fail(failure.value)
+    assert states(capfd) == [{"n": 2}]
+    failed = [r.message for r in caplog.records if r.message.startswith("target-monk failed:")]
+    assert len(failed) == 1
+    assert "HTTP 400 INVALID" in failed[0]
+    assert emulator.held_keys() == {"s:1", "s:2"}
+
+
+def test_a_dry_run_sends_nothing_and_writes_no_state(
+    emulator: MonkEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = pipeline_for(emulator, tmp_path, dry_run=True, batch_size_rows=2)
+    buffer = pipeline.open_stream("s", ["id"], SCHEMA)
+    pipeline.add_records(buffer, rows("s", range(3)))
+    pipeline.state_received({"n": 3})
+    pipeline.finish()
+    assert not emulator.requests
+    assert states(capfd) == []
+    bodies = [json.loads(line) for line in (tmp_path / "dry.jsonl").read_text().splitlines()]
+    assert [len(body["events"]) for body in bodies] == [2, 1]
