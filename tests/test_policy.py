@@ -2,7 +2,7 @@
 
 The pipeline is driven as the target drives it (streams, runs of records, STATE,
 ticks, the end) and posts over HTTP to the emulator; STATE lines are read from this
-process's stdout.
+process's stdout. scripts/test runs these again with 1 and 8 batches in flight.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import typing as t
 from pathlib import Path
 
 import pytest
-from helpers import API_KEY, record_message, schema_message, wait_until
+from helpers import base_config, record_message, schema_message, wait_until
 
 from target_monk.errors import DeliveryFailed, InvalidRecordError
 from target_monk.pipeline import Pipeline
@@ -24,16 +24,8 @@ SCHEMA = schema_message("s")["schema"]
 
 
 def pipeline_for(emulator: MonkEmulator, tmp_path: Path, **config: t.Any) -> Pipeline:
-    config = {
-        "api_key": API_KEY,
-        "api_url": emulator.url,
-        "retry_backoff_seconds": 0.01,
-        "request_timeout_seconds": 5,
-        "dead_letter_path": str(tmp_path / "dead.jsonl"),
-        "dry_run_path": str(tmp_path / "dry.jsonl"),
-        **config,
-    }
-    return Pipeline(Settings.from_config(config))
+    paths = {"dead_letter_path": tmp_path / "dead.jsonl", "dry_run_path": tmp_path / "dry.jsonl"}
+    return Pipeline(Settings.from_config(base_config(emulator, **paths, **config)))
 
 
 def rows(stream: str, ids: t.Iterable[int], **changes: t.Any) -> list[dict]:

@@ -38,11 +38,19 @@ def free_port() -> int:
 
 
 def server_bin_dir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        msg = "PostgreSQL server binaries not found: run scripts/setup (apt package postgresql)"
-        raise RuntimeError(msg)
-    return Path(found[-1]).parent
+    """The folder of PostgreSQL's server programs: $MONK_PG_BIN, else Debian's newest
+    /usr/lib/postgresql/*/bin, else where initdb is on the PATH."""
+    on_path = shutil.which("initdb")
+    candidates = [
+        os.environ.get("MONK_PG_BIN", ""),
+        *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True),
+        str(Path(on_path).parent) if on_path else "",
+    ]
+    for folder in candidates:
+        if folder and (Path(folder) / "initdb").is_file():
+            return Path(folder)
+    msg = "PostgreSQL server binaries not found: run scripts/setup --postgres"
+    raise RuntimeError(msg)
 
 
 class PgCluster:
