@@ -33,10 +33,6 @@ class StreamBuffer:
         self._batch_rows = batch_rows
         self._on_invalid = on_invalid
 
-    def __repr__(self) -> str:
-        """The stream and how many events wait."""
-        return f"StreamBuffer({self.stream!r}, {len(self.events)} events)"
-
     @property
     def full(self) -> bool:
         """The batch has `batch_rows` events: send it before adding more."""

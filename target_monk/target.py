@@ -123,6 +123,7 @@ class TargetMonk(Target):
         try:
             super()._process_record_message(message_dict)
         except _SDK_RECORD_ERRORS as exc:
+            staged.clear()  # the record is refused whole, whatever of it was set aside
             self._sdk_record_error(message_dict, exc)
         for buffer, record in staged:
             self.pipeline.add_records(buffer, [record])

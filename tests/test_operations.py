@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 import pytest
-from helpers import API_KEY, base_config, interleaved_input, record_message, run_target
+from helpers import (
+    API_KEY,
+    base_config,
+    interleaved_input,
+    record_message,
+    run_in_process,
+    run_target,
+)
 
 from target_monk.errors import ConfigError
 from target_monk.testing.emulator import MonkEmulator
@@ -83,20 +91,25 @@ def test_fail_on_dead_letter_exits_non_zero(emulator: MonkEmulator, tmp_path: Pa
     assert len(emulator.held_keys()) == 99
 
 
-def test_dry_run_sends_nothing_and_writes_no_state(emulator: MonkEmulator, tmp_path: Path) -> None:
+def test_dry_run_sends_nothing_and_writes_no_state(
+    emulator: MonkEmulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     data = interleaved_input({"s": 12_000}, state_every=1000)
     bodies_path = tmp_path / "bodies.jsonl"
     config = base_config(emulator, dry_run=True, dry_run_path=str(bodies_path))
-    run = run_target(config, data.text(), tmp_path, emulator)
-    assert run.returncode == 0, run.stderr
+    with caplog.at_level(logging.INFO, logger="target-monk"):
+        states = run_in_process(config, data.text(), capfd)
     assert emulator.requests == []
-    assert run.stdout == ""
+    assert states == []
     bodies = read_jsonl(bodies_path)
     assert [len(body["events"]) for body in bodies] == [5000, 5000, 2000]
     keys = {event["idempotencyKey"] for body in bodies for event in body["events"]}
     assert keys == data.keys_before_state[-1][1]
-    assert API_KEY not in bodies_path.read_text() + run.stderr
-    assert "Dry run: nothing was sent" in run.stderr
+    assert API_KEY not in bodies_path.read_text() + caplog.text
+    assert "Dry run: nothing was sent" in caplog.text
 
 
 def test_dry_run_still_fails_on_an_invalid_record(emulator: MonkEmulator, tmp_path: Path) -> None:
@@ -107,17 +120,23 @@ def test_dry_run_still_fails_on_an_invalid_record(emulator: MonkEmulator, tmp_pa
     assert "field 'timestamp'" in run.stderr
 
 
-def test_summary_progress_and_receipt(emulator: MonkEmulator, tmp_path: Path) -> None:
+def test_summary_progress_and_receipt(
+    emulator: MonkEmulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     data = interleaved_input({"a": 6000, "b": 1500}, state_every=1000)
     receipt_path = tmp_path / "receipt.json"
     config = base_config(
         emulator, summary_path=str(receipt_path), progress_every_batches=2, batch_size_rows=1000
     )
-    run = run_target(config, data.text(), tmp_path, emulator)
-    assert run.returncode == 0, run.stderr
-    assert "Progress: 2 requests accepted" in run.stderr
-    assert "Summary for stream 'a': 6000 records read, 6000 events accepted" in run.stderr
-    line = next(li for li in run.stderr.splitlines() if "target-monk summary: " in li)
+    with caplog.at_level(logging.INFO, logger="target-monk"):
+        states = run_in_process(config, data.text(), capfd)
+    assert states[-1] == data.keys_before_state[-1][0]
+    assert "Progress: 2 requests accepted" in caplog.text
+    assert "Summary for stream 'a': 6000 records read, 6000 events accepted" in caplog.text
+    line = next(li for li in caplog.text.splitlines() if "target-monk summary: " in li)
     summary = json.loads(line.split("target-monk summary: ", 1)[1])
     assert summary["events_accepted"] == 7500
     assert summary["streams"]["b"]["records_read"] == 1500

@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TARGET, base_config, interleaved_input, open_gate_when, run_target
+from helpers import (
+    TARGET,
+    base_config,
+    interleaved_input,
+    open_gate_when,
+    run_in_process,
+    run_target,
+)
 
 from target_monk.testing.emulator import MonkEmulator, Rule
 
@@ -66,18 +73,18 @@ def test_float_state_written_back_exactly(emulator: MonkEmulator, tmp_path: Path
 
 
 def test_default_batch_size_and_setting_takes_effect(
-    emulator: MonkEmulator, tmp_path: Path
+    emulator: MonkEmulator, capfd: pytest.CaptureFixture[str]
 ) -> None:
     data = interleaved_input({"s": 2500}, state_every=500)
-    run = run_target(base_config(emulator, batch_size_rows=1000), data.text(), tmp_path)
-    assert run.returncode == 0, run.stderr
+    states = run_in_process(base_config(emulator, batch_size_rows=1000), data.text(), capfd)
     assert sorted(r.count for r in emulator.accepted_requests()) == [500, 1000, 1000]
+    assert states[-1] == data.keys_before_state[-1][0]
     emulator.reset()
     config = base_config(emulator)
     big = interleaved_input({"s": 12_000}, state_every=4000)
-    run = run_target(config, big.text(), tmp_path)
-    assert run.returncode == 0, run.stderr
+    states = run_in_process(config, big.text(), capfd)
     assert sorted(r.count for r in emulator.accepted_requests()) == [2000, 5000, 5000]
+    assert states[-1] == big.keys_before_state[-1][0]
 
 
 def test_byte_cap_splits_a_batch_and_state_waits_for_every_part(

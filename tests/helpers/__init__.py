@@ -4,6 +4,7 @@ sleeping for an ordering."""
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from target_monk.target import TargetMonk
 from target_monk.testing.emulator import MonkEmulator
 
 API_KEY = "mk_test_" + "ab12" * 12
@@ -236,6 +238,15 @@ def run_target(
         state_times=times,
         keys_held_at_state=held,
     )
+
+
+def run_in_process(config: dict[str, t.Any], input_text: str, stdout: t.Any) -> list[dict]:
+    """Run target-monk in this process on `input_text`, as the command line does short
+    of exiting (a failure raises); return the STATE values written to stdout, read
+    with pytest's `capfd` fixture (`stdout`)."""
+    stdout.readouterr()
+    TargetMonk(config=config).listen(file_input=io.BytesIO(input_text.encode()))
+    return [json.loads(line) for line in stdout.readouterr().out.splitlines()]
 
 
 ROOT = Path(__file__).resolve().parents[2]
