@@ -234,7 +234,8 @@ SCHEMA: dict[str, t.Any] = th.PropertiesList(
         ),
     ),
 ).to_dict()
-"""target-monk's own settings (singer-sdk adds its built-in ones, `SDK_SETTINGS`)."""
+"""target-monk's own settings (singer-sdk adds its built-in ones; `SDK_PATH_SETTINGS`
+and `FAST_PATH_SETTINGS` classify those)."""
 
 DEFAULTS: dict[str, t.Any] = {
     name: spec["default"] for name, spec in SCHEMA["properties"].items() if "default" in spec
@@ -326,7 +327,7 @@ class Settings:
                 "idempotency key, and Monk keeps the last write per key."
             )
             raise ConfigError(msg)
-        batch_size_rows = int(values["batch_size_rows"])
+        batch_size_rows = _number(values, "batch_size_rows", int)
         if not 1 <= batch_size_rows <= MAX_BATCH_EVENTS:
             msg = (
                 f"batch_size_rows must be 1 to {MAX_BATCH_EVENTS:,} (Monk's limit), "
@@ -338,25 +339,25 @@ class Settings:
         return cls(
             api_key=str(values.get("api_key", "")),
             api_url=str(values["api_url"]),
-            allow_insecure_http=bool(values["allow_insecure_http"]),
+            allow_insecure_http=_flag(values, "allow_insecure_http"),
             batch_size_rows=batch_size_rows,
-            max_batch_bytes=int(values["max_batch_bytes"]),
+            max_batch_bytes=_number(values, "max_batch_bytes", int),
             mapping=mapping,
             stream_overrides=_stream_overrides(values["stream_overrides"], mapping),
-            request_timeout_seconds=float(values["request_timeout_seconds"]),
-            max_retries=int(values["max_retries"]),
-            retry_backoff_seconds=float(values["retry_backoff_seconds"]),
-            max_retry_wait_seconds=float(values["max_retry_wait_seconds"]),
-            flush_interval_seconds=float(values["flush_interval_seconds"]),
-            max_buffered_events=int(values["max_buffered_events"]),
-            max_in_flight=int(values["max_in_flight"]),
+            request_timeout_seconds=_number(values, "request_timeout_seconds", float),
+            max_retries=_number(values, "max_retries", int),
+            retry_backoff_seconds=_number(values, "retry_backoff_seconds", float),
+            max_retry_wait_seconds=_number(values, "max_retry_wait_seconds", float),
+            flush_interval_seconds=_number(values, "flush_interval_seconds", float),
+            max_buffered_events=_number(values, "max_buffered_events", int),
+            max_in_flight=_number(values, "max_in_flight", int),
             on_invalid_record=str(values["on_invalid_record"]),
             dead_letter_path=str(values["dead_letter_path"]),
-            fail_on_dead_letter=bool(values["fail_on_dead_letter"]),
-            dry_run=bool(values["dry_run"]),
+            fail_on_dead_letter=_flag(values, "fail_on_dead_letter"),
+            dry_run=_flag(values, "dry_run"),
             dry_run_path=str(values["dry_run_path"]),
             summary_path=str(values["summary_path"]) if values.get("summary_path") else None,
-            progress_every_batches=int(values["progress_every_batches"]),
+            progress_every_batches=_number(values, "progress_every_batches", int),
             batch_config=values.get("batch_config") or None,
             sdk_path_settings=tuple(
                 sorted(
@@ -368,6 +369,36 @@ class Settings:
                 )
             ),
         )
+
+
+N = t.TypeVar("N", int, float)
+
+
+def _number(values: t.Mapping[str, t.Any], name: str, kind: type[N]) -> N:
+    """The setting as an int or float (numbers, or text of one, as env vars give)."""
+    value = values[name]
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = kind(value)
+    except (TypeError, ValueError, ArithmeticError):
+        msg = f"{name} must be a number ({kind.__name__}), got {value!r}"
+        raise ConfigError(msg) from None
+    if number != float(value):  # 2.5 for an int setting
+        msg = f"{name} must be a whole number, got {value!r}"
+        raise ConfigError(msg)
+    return number
+
+
+def _flag(values: t.Mapping[str, t.Any], name: str) -> bool:
+    """The setting as a boolean: true or false (or their text: 'true', 'False')."""
+    value = values[name]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    msg = f"{name} must be true or false, got {value!r}"
+    raise ConfigError(msg)
 
 
 def _stream_overrides(

@@ -35,6 +35,25 @@ def test_defaults_filled_from_the_schema_and_types_converted() -> None:
     assert not built.sdk_path
 
 
+def test_text_from_the_environment_is_read_as_the_setting_s_type() -> None:
+    built = settings(batch_size_rows="100", dry_run="false", fail_on_dead_letter="True")
+    assert (built.batch_size_rows, built.dry_run, built.fail_on_dead_letter) == (100, False, True)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"batch_size_rows": "abc"}, "batch_size_rows must be a number"),
+        ({"max_in_flight": 2.5}, "max_in_flight must be a whole number"),
+        ({"max_retries": True}, "max_retries must be a number"),
+        ({"dry_run": "yes"}, "dry_run must be true or false"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_by_name(config: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings(**config)
+
+
 def test_a_null_setting_takes_its_default() -> None:
     assert settings(batch_size_rows=None).batch_size_rows == 5000
 
