@@ -226,7 +226,11 @@ class TargetMonk(Target):
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: stop at once (`Pipeline.on_signal`). singer-sdk's own handler
         drains and exits 0, which loses in-flight events."""
-        self.pipeline.on_signal(signum, _exit_now)
+        pipeline: Pipeline | None = getattr(self, "pipeline", None)
+        if pipeline is None:  # still starting: nothing was read, nothing can be lost
+            self.logger.error("Received signal %d while starting: stopping.", signum)
+            _exit_now(0)
+        pipeline.on_signal(signum, _exit_now)
 
 
 def _before_schema(stream: str) -> str:
