@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 import string
 import typing as t
 import uuid
@@ -18,6 +19,10 @@ MAX_FUTURE = dt.timedelta(hours=1)
 
 _UTC = dt.UTC
 _PLAIN_TYPES = frozenset({str, int, bool})
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+"""A number as text: digits, an optional sign, decimal point and exponent."""
+TEXT_NUMBER_SAMPLE = 1000
+"""Records of a stream checked for properties that arrive as numbers in text."""
 _MAX_PLANS = 64
 
 
@@ -33,6 +38,8 @@ class MappingSettings:
     properties_field: str = "properties"
     property_fields: tuple[str, ...] | None = None
     idempotency_key_template: str | None = None
+    key_namespace: str | None = None
+    numeric_properties: tuple[str, ...] | None = None
 
     @classmethod
     def from_values(cls, values: t.Mapping[str, t.Any]) -> MappingSettings:
@@ -43,8 +50,9 @@ class MappingSettings:
         """These settings with `values` (by name; null: unchanged) taking precedence."""
         names = {f.name for f in fields(self)}
         changes = {n: v for n, v in values.items() if n in names and v is not None}
-        if changes.get("property_fields") is not None:
-            changes["property_fields"] = tuple(changes["property_fields"])
+        for name in ("property_fields", "numeric_properties"):
+            if changes.get(name) is not None:
+                changes[name] = tuple(changes[name])
         return replace(self, **changes)
 
 
@@ -111,6 +119,18 @@ def datelike_fields(schema: t.Mapping[str, t.Any] | None) -> dict[str, str]:
             if "string" in kinds and option.get("format") in DATELIKE_FORMATS:
                 found[name] = option["format"]
                 break
+    return found
+
+
+def numeric_fields(schema: t.Mapping[str, t.Any] | None) -> set[str]:
+    """Top-level fields the stream's JSON Schema declares as numbers or integers only
+    (not also as strings)."""
+    found = set()
+    for name, spec in ((schema or {}).get("properties") or {}).items():
+        kinds = spec.get("type") if isinstance(spec, dict) else None
+        kinds = {kinds} if isinstance(kinds, str) else set(kinds or ())
+        if kinds & {"number", "integer"} and "string" not in kinds:
+            found.add(name)
     return found
 
 
@@ -244,7 +264,8 @@ class EventMapper:
         s = settings
         self._datelike = datelike_fields(schema)
         self._key_plan = tuple((name, self._datelike.get(name)) for name in key_properties)
-        self._key_prefix = _escaped(stream) + ":"
+        self.key_namespace = s.key_namespace or stream
+        self._key_prefix = _escaped(self.key_namespace) + ":"
         self._template_fields = _template_fields(stream, s.idempotency_key_template)
         self.template_uses_stream = "stream" in self._template_fields
         self._property_plans: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -263,6 +284,11 @@ class EventMapper:
             if name not in self._used_fields
             and (s.property_fields is None or name in s.property_fields)
         }
+        self._numeric_properties = tuple(
+            sorted({*(s.numeric_properties or ()), *numeric_fields(schema)} - self._used_fields)
+        )
+        self._text_numbers: dict[str, bool] = {}
+        self._sampled = 0
 
     def record_key(self, record: t.Mapping[str, t.Any]) -> str:
         """Describe the record for error messages: its key property values."""
@@ -279,7 +305,8 @@ class EventMapper:
         """The same source row always gives the same key, across runs, versions and
         paths; distinct rows of a stream never share a default key.
 
-        Default: `{stream}:{v1}:{v2}...` of the key properties' canonical texts; in a
+        Default: `{stream}:{v1}:{v2}...` of the key properties' canonical texts (the
+        stream's `key_namespace` instead of its name, if set); in a
         composite key, a `:` or `\\` inside any value but the last is escaped with `\\`
         (single values, and values without either, are as they always were)."""
         if self._template_fields:
@@ -416,17 +443,69 @@ class EventMapper:
         s = self.settings
         nested = record.get(s.properties_field)
         if isinstance(nested, dict):
-            return self._flattened(record, nested)
-        if s.property_fields is not None:
-            names: t.Iterable[str] = s.property_fields
+            properties = self._flattened(record, nested)
         else:
-            names = self._unused_fields(tuple(record))
-        properties = {k: record[k] for k in names if k in record}
-        if self._datelike_properties:
-            self._read_datelike(record, properties)
-        if _PLAIN_TYPES.issuperset(map(type, properties.values())):
-            return properties  # the common case: nothing to flatten, drop or convert
-        return self._flattened(record, properties)
+            if s.property_fields is not None:
+                names: t.Iterable[str] = s.property_fields
+            else:
+                names = self._unused_fields(tuple(record))
+            properties = {k: record[k] for k in names if k in record}
+            if self._datelike_properties:
+                self._read_datelike(record, properties)
+            if not _PLAIN_TYPES.issuperset(map(type, properties.values())):
+                properties = self._flattened(record, properties)
+        if self._numeric_properties:
+            self._read_numbers(record, properties)
+        if self._sampled < TEXT_NUMBER_SAMPLE:
+            self._sample_text_numbers(properties)
+        return properties
+
+    def _read_numbers(self, record: t.Mapping[str, t.Any], properties: dict[str, t.Any]) -> None:
+        """Numeric properties (numeric_properties, or numbers by the schema) are sent as
+        JSON numbers: text is parsed exactly (`" 42 "`, `"12.50"`, `"1e3"`; no
+        thousands separators), empty text is no value (like null)."""
+        for name in self._numeric_properties:
+            if name not in properties:
+                continue
+            value = properties[name]
+            if type(value) is str:
+                text = value.strip()
+                if not text:
+                    del properties[name]
+                elif _NUMBER.fullmatch(text):
+                    properties[name] = _primitive(name, decimal.Decimal(text))
+                else:
+                    reason = (
+                        f"{value!r} is not a number (a numeric property: digits with an "
+                        "optional sign, decimal point and exponent; no thousands separators)"
+                    )
+                    raise self._invalid(record, name, reason)
+            elif isinstance(value, bool) or not isinstance(value, (int, decimal.Decimal)):
+                reason = f"a numeric property must be a number, got {type(value).__name__}"
+                raise self._invalid(record, name, reason)
+
+    def _sample_text_numbers(self, properties: t.Mapping[str, t.Any]) -> None:
+        """Note, over a stream's first records, which properties always arrive as
+        numbers in text (Monk's meters would not sum them)."""
+        self._sampled += 1
+        for name, value in properties.items():
+            if name in self.key_properties:
+                continue
+            looks_numeric = type(value) is str and bool(_NUMBER.fullmatch(value.strip()))
+            if not looks_numeric:
+                self._text_numbers[name] = False
+            else:
+                self._text_numbers.setdefault(name, True)
+
+    def warnings(self) -> list[str]:
+        """Properties that arrived as numbers in text in every record checked."""
+        return [
+            f"'{name}' arrives as text in stream '{self.stream}' (all of its first "
+            f"{self._sampled} records); Monk's meters will not sum it: list it in "
+            "numeric_properties"
+            for name, text in sorted(self._text_numbers.items())
+            if text
+        ]
 
     def _read_datelike(self, record: t.Mapping[str, t.Any], properties: dict[str, t.Any]) -> None:
         """Date-like strings (by the schema) become their canonical text, as date and
@@ -544,21 +623,23 @@ _ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook, decimal_format="number")
 
 class KeySpace:
     """The keys of one run's streams, across streams: a key template without
-    `{stream}` may serve one stream only (two would share keys), and each
-    `stream_overrides` name must be a stream's exact name."""
+    `{stream}`, and a key namespace, may serve one stream only (two would share keys),
+    and each `stream_overrides` name must be a stream's exact name."""
 
     def __init__(self, stream_overrides: t.Iterable[str]) -> None:
         """Remember the override names to check streams against."""
         self._overrides = set(stream_overrides)
         self._streams: set[str] = set()
         self._template_streams: dict[str, str] = {}
+        self._namespace_streams: dict[str, str] = {}
 
     def add(self, mapper: EventMapper) -> None:
         """Check a stream as its SCHEMA arrives, before any of its records.
 
         Raises:
             ConfigError: an override meant for this stream but misspelt, or a
-                template without `{stream}` that another stream already uses.
+                template without `{stream}`, or a key namespace, that another stream
+                already uses.
         """
         stream = mapper.stream
         self._streams.add(stream)
@@ -578,6 +659,16 @@ class KeySpace:
                     f"streams '{first}' and '{stream}': rows of both with the same values "
                     "would share a key and Monk would keep only one. Add {stream} to it, "
                     "or set a template per stream in stream_overrides."
+                )
+                raise ConfigError(msg)
+        if not template:
+            first = self._namespace_streams.setdefault(mapper.key_namespace, stream)
+            if first != stream:
+                msg = (
+                    f"streams '{first}' and '{stream}' both key their events as "
+                    f"'{mapper.key_namespace}:...' (key_namespace): rows of both with the "
+                    "same key values would share a key and Monk would keep only one. "
+                    "Give each stream its own key_namespace in stream_overrides."
                 )
                 raise ConfigError(msg)
 

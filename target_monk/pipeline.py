@@ -10,6 +10,7 @@ a signal. It never exits the process: the target does.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import logging
 import typing as t
@@ -21,7 +22,7 @@ from target_monk.buffers import StreamBuffer
 from target_monk.client import MonkClient
 from target_monk.delivery import Delivery
 from target_monk.encoding import encode_json
-from target_monk.errors import DeadLettersWritten
+from target_monk.errors import DeadLettersWritten, InvalidRecordError
 from target_monk.mapping import EventMapper, KeySpace
 from target_monk.outputs import DeadLetters, DryRunClient, JsonLinesFile, StateLines
 from target_monk.report import RunReport
@@ -29,7 +30,7 @@ from target_monk.sender import Sender
 
 if t.TYPE_CHECKING:
     from target_monk.client import Poster
-    from target_monk.errors import InvalidRecordError, TargetMonkError
+    from target_monk.errors import TargetMonkError
     from target_monk.settings import Settings
 
 logger = logging.getLogger("target-monk")
@@ -74,6 +75,7 @@ class Pipeline:
             sender, self.state_lines.write, max_in_flight=settings.max_in_flight
         )
         self.key_space = KeySpace(settings.stream_overrides)
+        self.deleted = JsonLinesFile(settings.deleted_records_path)
         self._buffers: dict[str, StreamBuffer] = {}
         self._records_read: collections.Counter[str] = collections.Counter()
         self._unchecked_records = 0
@@ -93,6 +95,7 @@ class Pipeline:
         """
         mapper = EventMapper(stream, key_properties, self.settings.mapping_for(stream), schema)
         self.key_space.add(mapper)
+        self.report.key_fields[stream] = frozenset(key_properties)
         replaced = self._buffers.get(stream)
         if replaced is not None:
             self.send(replaced)
@@ -106,6 +109,8 @@ class Pipeline:
         keep moving during long backfills); then buffers are kept within their cap."""
         self._records_read[buffer.stream] += len(records)
         now = dt.datetime.now(dt.UTC)
+        if any(record.get("_sdc_deleted_at") is not None for record in records):
+            records = self._set_aside_deleted(buffer, records, now)
         done = 0
         while done < len(records):
             before = len(buffer.events)
@@ -116,6 +121,44 @@ class Pipeline:
                 self.send(buffer)
                 self._send_batches_holding_back_state()
         self._bound_buffers(len(records))
+
+    def _set_aside_deleted(
+        self, buffer: StreamBuffer, records: list[dict[str, t.Any]], now: dt.datetime
+    ) -> list[dict[str, t.Any]]:
+        """The records of a run that are not deletes. A delete (`_sdc_deleted_at` set, by
+        a log-based tap) is never usage: Monk keeps what it accepted for the row, and
+        has no way to take it back. It is set aside with its key and, if the record
+        carries the whole row, the event billed for it; or the run fails, if asked.
+
+        Raises:
+            InvalidRecordError: a delete, when on_deleted_record is fail.
+        """
+        kept = []
+        mapper = buffer.mapper
+        for record in records:
+            deleted_at = record.get("_sdc_deleted_at")
+            if deleted_at is None:
+                kept.append(record)
+                continue
+            if self.settings.on_deleted_record == "fail":
+                reason = (
+                    f"the source row was deleted at {deleted_at}; Monk keeps the usage it "
+                    "accepted for it. Set on_deleted_record: report to set deletes aside "
+                    "and go on"
+                )
+                raise InvalidRecordError(
+                    buffer.stream, mapper.record_key(record), "_sdc_deleted_at", reason
+                )
+            key: str | None = None
+            event: dict[str, t.Any] | None = None
+            with contextlib.suppress(InvalidRecordError):  # e.g. only the key columns
+                key = mapper.idempotency_key(record)
+                event = mapper.map(record, now)
+            self.deleted.write(
+                {"stream": buffer.stream, "key": key, "deleted_at": deleted_at, "event": event}
+            )
+            self.report.deleted(buffer.stream)
+        return kept
 
     def invalid_record(self, error: InvalidRecordError, record: dict[str, t.Any]) -> None:
         """A record that cannot become an event: dead-lettered, or the run fails.
@@ -178,6 +221,14 @@ class Pipeline:
         self.delivery.finish()
         self._close_files()
         summary = self.log_summary()
+        if summary["deleted"]:
+            logger.warning(
+                "%d deleted source rows were set aside in %s and not sent: Monk keeps the "
+                "usage it accepted for them and has no delete API; issue credits in Monk "
+                "for what should not be billed (see the README, 'Deleted rows')",
+                summary["deleted"],
+                self.deleted.path,
+            )
         if isinstance(self.client, DryRunClient):
             logger.warning(
                 "Dry run: nothing was sent and no STATE was written; %d request bodies are in %s",
@@ -220,6 +271,7 @@ class Pipeline:
         logger.error("target-monk failed: %s", error)
 
     def _close_files(self) -> None:
+        self.deleted.close()
         if self.dead_letters is not None:
             self.dead_letters.file.close()
         if isinstance(self.client, DryRunClient):

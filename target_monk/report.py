@@ -18,6 +18,7 @@ class StreamTotals:
     records_read: int = 0
     events_accepted: int = 0
     dead_lettered: int = 0
+    deleted: int = 0
     retries: int = 0
     batches: int = 0
     bytes: int = 0
@@ -33,7 +34,8 @@ class RunReport:
     """Thread-safe tallies of accepted and dead-lettered events.
 
     With `keep_receipt`, it also sums, per customer and event name, the count of
-    events and every numeric property delivered, for reconciliation with Monk.
+    events and every property delivered as a number (but a stream's key properties),
+    for reconciliation with Monk.
     """
 
     def __init__(self, keep_receipt: bool = False) -> None:
@@ -43,6 +45,8 @@ class RunReport:
         self._streams: dict[str, StreamTotals] = {}
         self._keep_receipt = keep_receipt
         self._usage: dict[tuple[str, str, str], _CustomerUsage] = {}
+        self.key_fields: dict[str, frozenset[str]] = {}
+        """Per stream, its key properties: never summed in the receipt."""
 
     def _totals(self, stream: str) -> StreamTotals:
         totals = self._streams.get(stream)
@@ -61,15 +65,20 @@ class RunReport:
             totals.bytes += body_bytes
             totals.retries += attempts - 1
             if self._keep_receipt:
-                self._add_usage(events)
+                self._add_usage(events, self.key_fields.get(stream, frozenset()))
             return sum(s.batches for s in self._streams.values())
+
+    def deleted(self, stream: str) -> None:
+        """Count a deleted source row set aside (never sent as usage)."""
+        with self._lock:
+            self._totals(stream).deleted += 1
 
     def dead_lettered(self, stream: str, count: int = 1) -> None:
         """Count records or events written to the dead-letter file."""
         with self._lock:
             self._totals(stream).dead_lettered += count
 
-    def _add_usage(self, events: list[dict[str, t.Any]]) -> None:
+    def _add_usage(self, events: list[dict[str, t.Any]], key_fields: frozenset[str]) -> None:
         for event in events:
             id_kind = "customerId" if "customerId" in event else "externalCustomerId"
             usage = self._usage.get((id_kind, event[id_kind], event["eventName"]))
@@ -78,7 +87,9 @@ class RunReport:
                 self._usage[(id_kind, event[id_kind], event["eventName"])] = usage
             usage.events += 1
             for name, value in (event.get("properties") or {}).items():
-                if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
+                if name in key_fields or isinstance(value, bool):
+                    continue
+                if isinstance(value, (int, float, decimal.Decimal)):
                     usage.sums[name] = usage.sums.get(name, 0) + value
 
     def events_accepted(self) -> int:
@@ -105,6 +116,7 @@ class RunReport:
             "streams": streams,
             "events_accepted": accepted,
             "dead_lettered": sum(s["dead_lettered"] for s in streams.values()),
+            "deleted": sum(s["deleted"] for s in streams.values()),
             "elapsed_seconds": round(elapsed, 3),
             "events_per_second": round(accepted / max(elapsed, 1e-9)),
         }
@@ -121,11 +133,13 @@ class RunReport:
         for stream, totals in summary["streams"].items():
             logger.info(
                 "Summary for stream '%s': %d records read, %d events accepted, "
-                "%d dead-lettered, %d retries, %d requests, %d bytes, %.0f events/s",
+                "%d dead-lettered, %d deleted rows set aside, %d retries, %d requests, "
+                "%d bytes, %.0f events/s",
                 stream,
                 totals["records_read"],
                 totals["events_accepted"],
                 totals["dead_lettered"],
+                totals["deleted"],
                 totals["retries"],
                 totals["batches"],
                 totals["bytes"],

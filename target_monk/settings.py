@@ -76,6 +76,24 @@ MAPPING_SCHEMA = th.PropertiesList(
             "'sync_{id}'. Default key: '{stream}:{key property values joined by :}'."
         ),
     ),
+    th.Property(
+        "numeric_properties",
+        th.ArrayType(th.StringType),
+        description=(
+            "Properties sent as JSON numbers: text ('42', ' 12.50 ', '1e3') is parsed "
+            "exactly; text that is not a number makes the record invalid. Properties the "
+            "schema declares as number or integer are read the same way."
+        ),
+    ),
+    th.Property(
+        "key_namespace",
+        th.StringType,
+        description=(
+            "Replaces the stream name in default keys ('{key_namespace}:{key values}'), "
+            "so a renamed stream, an alias or another tap's name for the same table "
+            "keeps its keys. Default: the stream name."
+        ),
+    ),
 )
 """The settings that map a record to an event; each may be set per stream too."""
 
@@ -175,6 +193,25 @@ SCHEMA: dict[str, t.Any] = th.PropertiesList(
             "fail: an invalid record fails the run before its batch is sent. "
             "dead_letter: it goes to dead_letter_path and delivery goes on; a batch "
             "Monk rejects (400/413/422) is split until the rejected events are found."
+        ),
+    ),
+    th.Property(
+        "on_deleted_record",
+        th.StringType(allowed_values=["report", "fail"]),
+        default="report",
+        description=(
+            "A record the tap marks deleted (_sdc_deleted_at set) is never sent as usage. "
+            "report: it is set aside in deleted_records_path, counted, and warned of; "
+            "delivery goes on. fail: the run fails, naming it."
+        ),
+    ),
+    th.Property(
+        "deleted_records_path",
+        th.StringType,
+        default="target-monk-deleted.jsonl",
+        description=(
+            "JSON Lines file of deleted source rows (appended): stream, key, deleted_at "
+            "and the event that was billed for the row, when the record carries it."
         ),
     ),
     th.Property(
@@ -284,6 +321,8 @@ class Settings:
     max_buffered_events: int
     max_in_flight: int
     on_invalid_record: str
+    on_deleted_record: str
+    deleted_records_path: str
     dead_letter_path: str
     fail_on_dead_letter: bool
     dry_run: bool
@@ -352,6 +391,8 @@ class Settings:
             max_buffered_events=_number(values, "max_buffered_events", int),
             max_in_flight=_number(values, "max_in_flight", int),
             on_invalid_record=str(values["on_invalid_record"]),
+            on_deleted_record=str(values["on_deleted_record"]),
+            deleted_records_path=str(values["deleted_records_path"]),
             dead_letter_path=str(values["dead_letter_path"]),
             fail_on_dead_letter=_flag(values, "fail_on_dead_letter"),
             dry_run=_flag(values, "dry_run"),

@@ -103,11 +103,25 @@ class TargetMonk(Target):
             for record in records:
                 self._process_record_message({"type": "RECORD", "stream": stream, "record": record})
             return
-        sink = self._sinks_active.get(stream)
-        if not isinstance(sink, MonkSink):
-            raise InputError(_before_schema(stream))
+        sink = self._sink_of(stream)
         self.pipeline.add_records(sink.buffer, records)
         sink.record_counter_metric.increment(len(records))
+
+    def _sink_of(self, stream: str) -> MonkSink:
+        """The stream's sink (on the SDK's path, its first stream map's if the stream
+        is aliased).
+
+        Raises:
+            InputError: no SCHEMA for the stream yet.
+        """
+        sink = self._sinks_active.get(stream)
+        if isinstance(sink, MonkSink):
+            return sink
+        for stream_map in self.mapper.stream_maps.get(stream, ()):
+            sink = self._sinks_active.get(stream_map.stream_alias)
+            if isinstance(sink, MonkSink):
+                return sink
+        raise InputError(_before_schema(stream))
 
     @override
     def _process_record_message(self, message_dict: dict[str, t.Any]) -> None:
@@ -119,6 +133,13 @@ class TargetMonk(Target):
         if type(message_dict["record"]) is not dict or type(message_dict["stream"]) is not str:
             msg = f"RECORD whose stream is not a string or record not an object: {message_dict!r}"
             raise InputError(msg[:300])
+        if message_dict["record"].get("_sdc_deleted_at") is not None:
+            # A delete skips the SDK's steps (they would drop _sdc_deleted_at): the
+            # pipeline sets it aside, as on the fast path.
+            self.pipeline.add_records(
+                self._sink_of(message_dict["stream"]).buffer, [message_dict["record"]]
+            )
+            return
         staged = self._sink_class.staged
         try:
             super()._process_record_message(message_dict)

@@ -195,3 +195,30 @@ def test_stream_overrides_must_name_streams_exactly() -> None:
         "stream_overrides names ['Seats', 'gone'], which no stream of this run matched: "
         "check the names (they must equal the tap's stream names exactly)"
     ]
+
+
+def test_a_key_namespace_keeps_keys_across_stream_names() -> None:
+    """The same table as two taps name it: one key_namespace, identical keys."""
+    settings = MappingSettings(key_namespace="billing_events")
+    rows = [{"id": 1}, {"id": "a:b"}, {"id": 10**12}]
+    keys = {
+        stream: [EventMapper(stream, ("id",), settings).idempotency_key(r) for r in rows]
+        for stream in ("billing-billing_events", "billing_events")
+    }
+    assert keys["billing-billing_events"] == keys["billing_events"]
+    assert keys["billing_events"] == [
+        "billing_events:1",
+        "billing_events:a:b",
+        "billing_events:1000000000000",
+    ]
+    assert key({"id": 1}, stream="billing-billing_events") == "billing-billing_events:1"
+
+
+def test_a_key_namespace_serves_one_stream_only() -> None:
+    space = KeySpace({})
+    space.add(EventMapper("a", ("id",), MappingSettings(key_namespace="events")))
+    space.add(EventMapper("a", ("id",), MappingSettings(key_namespace="events")))  # new SCHEMA
+    with pytest.raises(ConfigError, match="streams 'a' and 'b' both key their events"):
+        space.add(EventMapper("b", ("id",), MappingSettings(key_namespace="events")))
+    with pytest.raises(ConfigError, match="streams 'a' and 'events' both"):
+        space.add(EventMapper("events", ("id",), MappingSettings()))

@@ -208,3 +208,50 @@ def test_template_with_missing_field_is_invalid() -> None:
 def test_stream_without_key_or_template_is_refused_with_a_fix() -> None:
     with pytest.raises(ConfigError, match="idempotency_key_template"):
         EventMapper("logs", (), MappingSettings())
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("37.7919", decimal.Decimal("37.7919")),
+        (" 42 ", 42),
+        ("12.50", decimal.Decimal("12.5")),
+        ("1e3", 1000),
+        ("-0.5", decimal.Decimal("-0.5")),
+        ("0.1000000000000000000001", decimal.Decimal("0.1000000000000000000001")),
+        (7, 7),
+        (decimal.Decimal("2.0"), 2),
+    ],
+)
+def test_numeric_properties_are_sent_as_exact_numbers(value: object, sent: object) -> None:
+    event = mapped({**BASE, "tokens": value}, numeric_properties=("tokens",))
+    assert event["properties"]["tokens"] == sent
+    assert type(event["properties"]["tokens"]) is type(sent)
+
+
+@pytest.mark.parametrize("value", ["1,000", "12,5", "abc", "1e", "NaN", "inf", True, ["1"]])
+def test_a_numeric_property_that_is_not_a_number_is_invalid(value: object) -> None:
+    error = failure({**BASE, "tokens": value}, numeric_properties=("tokens",))
+    assert error.field == "tokens"
+    assert "number" in error.reason
+
+
+def test_an_empty_or_null_numeric_property_is_no_value() -> None:
+    for value in ("", "  ", None):
+        event = mapped({**BASE, "tokens": value, "x": 1}, numeric_properties=("tokens",))
+        assert event["properties"] == {"id": 7, "x": 1}
+
+
+def test_schema_numbers_arriving_as_text_are_numbers_and_text_numbers_are_warned_of() -> None:
+    schema = {"properties": {"tokens": {"type": ["number", "null"]}, "cost": {"type": "string"}}}
+    mapper = EventMapper("usage", ("id",), MappingSettings(), schema)
+    for row in range(3):
+        event = mapper.map({**BASE, "id": str(row), "tokens": "1.5", "cost": f"{row}.25"}, NOW)
+        assert event["properties"]["tokens"] == decimal.Decimal("1.5")
+        assert event["properties"]["cost"] == f"{row}.25"
+    assert mapper.warnings() == [
+        "'cost' arrives as text in stream 'usage' (all of its first 3 records); Monk's "
+        "meters will not sum it: list it in numeric_properties"
+    ]  # not 'id' (a key property), not 'tokens' (a number by the schema)
+    mapper.map({**BASE, "cost": "n/a"}, NOW)
+    assert mapper.warnings() == []

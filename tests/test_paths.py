@@ -1,6 +1,7 @@
 """Same row, same event, on every path: the fast path, the SDK's path (validate_records,
 a stream map, flattening) and BATCH files (JSONL plain and gzip, Parquet) give
-byte-identical events and keys, one distinct key per distinct row."""
+byte-identical events and keys, one distinct key per distinct row; numbers that arrive
+as text, a key namespace and a deleted row are treated alike on each."""
 
 from __future__ import annotations
 
@@ -45,12 +46,22 @@ SEATS_SCHEMA = {
         "type": "object",
         "properties": {
             "seat": {"type": "string"},
-            "external_customer_id": {"type": "string"},
-            "event_name": {"type": "string"},
-            "timestamp": {"type": "string", "format": "date-time"},
+            "external_customer_id": {"type": ["string", "null"]},
+            "event_name": {"type": ["string", "null"]},
+            "timestamp": {"type": ["string", "null"], "format": "date-time"},
+            "hours": {"type": ["string", "null"]},
+            "_sdc_deleted_at": {"type": ["string", "null"], "format": "date-time"},
         },
     },
 }
+HOURS = {"s1": "1.50", "s:1": " 2 ", "s:1:": "1e1", "s\\:1": "0.25"}
+"""Seat hours as a CSV tap sends them: text, sent as numbers (numeric_properties)."""
+DELETED_AT = "2026-03-02T00:00:00Z"
+COMMON = {
+    "numeric_properties": ["hours"],
+    "stream_overrides": {"seats": {"key_namespace": "seat_events"}},
+}
+"""Settings of every path."""
 # One instant written the ways taps write it.
 INSTANT_TEXTS = [
     "2026-03-01T{h:02d}:00:00Z",
@@ -82,19 +93,24 @@ def usage_rows() -> list[dict]:
 
 
 def seat_rows() -> list[dict]:
-    return [
+    """Four seats, then a log-based tap's delete of the first (its key only)."""
+    rows = [
         {
             "seat": seat,
             "external_customer_id": "cus_s",
             "event_name": "seat",
             "timestamp": "2026-03-01T00:00:00Z",
+            "hours": hours,
+            "_sdc_deleted_at": None,
         }
-        for seat in ("s1", "s:1", "s:1:", "s\\:1")
+        for seat, hours in HOURS.items()
     ]
+    deleted = dict.fromkeys(rows[0], None)
+    return [*rows, {**deleted, "seat": "s1", "_sdc_deleted_at": DELETED_AT}]
 
 
 ENCODER = msgspec.json.Encoder(decimal_format="number")
-DISTINCT_ROWS = len(usage_rows()) + len(seat_rows())
+DISTINCT_ROWS = len(usage_rows()) + len(HOURS)
 STATE = {"type": "STATE", "value": {"bookmarks": {"hourly_usage": {"n": DISTINCT_ROWS}}}}
 
 
@@ -148,7 +164,7 @@ def parquet_row(row: dict) -> dict:
 
     typed = dict(row)
     for name in ("period_start", "billed_at", "timestamp"):
-        if name in typed:
+        if typed.get(name) is not None:
             typed[name] = instant(typed[name])
     return typed
 
@@ -168,8 +184,15 @@ PATHS: dict[str, tuple[dict[str, t.Any], str | None]] = {
 def delivered(emulator: MonkEmulator, tmp_path: Path, settings: dict, batch: str | None) -> dict:
     emulator.reset()
     data = batch_lines(tmp_path, batch) if batch else record_lines()
-    run = run_target(base_config(emulator, **settings), data, tmp_path, emulator)
+    deleted_path = tmp_path / "deleted.jsonl"
+    deleted_path.unlink(missing_ok=True)
+    config = base_config(emulator, **COMMON, **settings, deleted_records_path=str(deleted_path))
+    run = run_target(config, data, tmp_path, emulator)
     assert run.returncode == 0, run.stderr[-3000:]
+    deletes = [json.loads(line) for line in deleted_path.read_text().splitlines()]
+    assert deletes == [
+        {"stream": "seats", "key": "seat_events:s1", "deleted_at": DELETED_AT, "event": None}
+    ]
     assert run.states == [STATE["value"]]
     assert run.keys_held_at_state[0] == emulator.held_keys()  # STATE after every record
     assert set(emulator.writes.values()) == {1}
@@ -189,8 +212,19 @@ def test_the_reference_has_one_key_per_distinct_row(expected: dict[str, bytes]) 
     midnight = "2026-03-01T00\\:00\\:00Z"  # escaped: more key values follow
     assert f"hourly_usage:a\\:b:{midnight}:12.5" in keys
     assert f"hourly_usage:a:b\\:c:{midnight}:12.5" not in keys  # no such row
-    assert "seats:s:1:" in keys
-    assert "seats:s\\:1" in keys
+    assert "seat_events:s:1:" in keys  # the namespace instead of the stream name
+    assert "seat_events:s\\:1" in keys
+    hours = {
+        key: json.loads(event)["properties"]["hours"]
+        for key, event in expected.items()
+        if key.startswith("seat_events:")
+    }
+    assert hours == {
+        "seat_events:s1": 1.5,
+        "seat_events:s:1": 2,
+        "seat_events:s:1:": 10,
+        "seat_events:s\\:1": 0.25,
+    }
     event = json.loads(expected[f"hourly_usage:a:{midnight}:3"])
     assert event["timestamp"] == "2026-03-01T12:30:00.25Z"
     assert event["properties"]["billed_at"] == "2026-03-01T10:00:00Z"

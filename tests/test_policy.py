@@ -166,3 +166,43 @@ def test_a_dry_run_sends_nothing_and_writes_no_state(
     assert states(capfd) == []
     bodies = [json.loads(line) for line in (tmp_path / "dry.jsonl").read_text().splitlines()]
     assert [len(body["events"]) for body in bodies] == [2, 1]
+
+
+def test_deletes_are_never_usage_and_are_reported(
+    emulator: MonkEmulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A log-based tap's deletes: with the key only (PostgreSQL's default replica
+    identity) and with the whole row (REPLICA IDENTITY FULL)."""
+    deleted_path = tmp_path / "deleted.jsonl"
+    pipeline = pipeline_for(emulator, tmp_path, deleted_records_path=str(deleted_path))
+    buffer = pipeline.open_stream("s", ["id"], SCHEMA)
+    pipeline.add_records(buffer, rows("s", [1, 2, 3]))
+    key_only = {"id": 1, "_sdc_deleted_at": "2026-03-16T00:00:00Z"}
+    whole_row = {**rows("s", [2])[0], "_sdc_deleted_at": "2026-03-16T00:00:01Z"}
+    pipeline.add_records(buffer, [key_only, whole_row, *rows("s", [3], tokens=99)])
+    pipeline.state_received({"n": 6})
+    with caplog.at_level(logging.INFO, logger="target-monk"):
+        pipeline.finish()
+    assert emulator.held_keys() == {"s:1", "s:2", "s:3"}  # Monk keeps deleted usage
+    assert emulator.events["s:3"]["properties"]["tokens"] == 99  # later updates billed
+    assert states(capfd) == [{"n": 6}]  # STATE keeps moving
+    letters = [json.loads(line) for line in deleted_path.read_text().splitlines()]
+    assert [(d["stream"], d["key"], d["deleted_at"]) for d in letters] == [
+        ("s", "s:1", "2026-03-16T00:00:00Z"),
+        ("s", "s:2", "2026-03-16T00:00:01Z"),
+    ]
+    assert letters[0]["event"] is None
+    assert letters[1]["event"] == emulator.events["s:2"]  # the event billed for the row
+    summary = pipeline.log_summary()
+    assert (summary["deleted"], summary["streams"]["s"]["deleted"]) == (2, 2)
+    assert "2 deleted source rows were set aside" in caplog.text
+
+
+def test_deletes_fail_the_run_when_asked(emulator: MonkEmulator, tmp_path: Path) -> None:
+    pipeline = pipeline_for(emulator, tmp_path, on_deleted_record="fail")
+    buffer = pipeline.open_stream("s", ["id"], SCHEMA)
+    with pytest.raises(InvalidRecordError, match=r"key 1\).*_sdc_deleted_at.*on_deleted_record"):
+        pipeline.add_records(buffer, [{"id": 1, "_sdc_deleted_at": "2026-03-16T00:00:00Z"}])
