@@ -252,9 +252,10 @@ class Pipeline:
     def log_summary(self) -> dict[str, t.Any]:
         """Log what the run did, per stream and as one JSON line (once); return it."""
         if self._summary is None:
-            self._summary = self.report.log_summary(
-                logger, self._records_read, self.key_space.warnings()
-            )
+            warnings = self.key_space.warnings()
+            for buffer in self._buffers.values():
+                warnings.extend(buffer.mapper.warnings())
+            self._summary = self.report.log_summary(logger, self._records_read, warnings)
         return self._summary
 
     def fail(self, error: TargetMonkError) -> None:

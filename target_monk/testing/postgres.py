@@ -56,7 +56,15 @@ def server_bin_dir() -> Path:
 class PgCluster:
     """initdb + pg_ctl start/stop, and psql for SQL."""
 
-    def __init__(self, base_dir: Path, port: int | None = None, database: str = "billing") -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        port: int | None = None,
+        database: str = "billing",
+        settings: t.Sequence[str] = (),
+    ) -> None:
+        """A cluster in `base_dir`; `settings` are server settings ('wal_level=logical')."""
+        self.settings = settings
         self.base_dir = base_dir
         self.data_dir = base_dir / "pgdata"
         self.port = port or free_port()
@@ -98,7 +106,8 @@ class PgCluster:
             str(self.base_dir / "server.log"),
             "-w",
             "-o",
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base_dir} -c fsync=off",
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base_dir} -c fsync=off"
+            + "".join(f" -c {setting}" for setting in self.settings),
             "start",
         )
         self.psql("CREATE DATABASE " + self.database, database="postgres")
