@@ -61,6 +61,9 @@ CLASS_MEMBERS: dict[str, str] = {
     "singer_sdk.sinks.Sink.process_batch": (
         "overridden: called by the SDK's drain at the end; sends the stream's buffer"
     ),
+    "singer_sdk.sinks.Sink._remove_sdc_metadata_from_record": (
+        "not called, but why deletes skip the SDK's steps: it drops _sdc_deleted_at"
+    ),
     "singer_sdk.sinks.Sink.is_full": (
         "overridden: never full to the SDK, so it never drains a sink inside a record's "
         "steps; the pipeline sends full batches on both paths"

@@ -7,11 +7,13 @@ import datetime as dt
 import decimal
 
 import pytest
+from helpers import base_config, interleaved_input, run_in_process
 from hypothesis import given
 from hypothesis import strategies as st
 
 from target_monk.errors import ConfigError, InvalidRecordError
 from target_monk.mapping import EventMapper, KeySpace, MappingSettings, canonical_text
+from target_monk.testing.emulator import MonkEmulator
 
 NOW = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.UTC)
 SCHEMA = {
@@ -222,3 +224,18 @@ def test_a_key_namespace_serves_one_stream_only() -> None:
         space.add(EventMapper("b", ("id",), MappingSettings(key_namespace="events")))
     with pytest.raises(ConfigError, match="streams 'a' and 'events' both"):
         space.add(EventMapper("events", ("id",), MappingSettings()))
+
+
+def test_the_same_rows_under_two_stream_names_share_every_key(
+    emulator: MonkEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #16's two MySQL taps, end to end: with one key_namespace, switching from
+    one stream name to the other re-bills nothing."""
+    names = ("billing-billing_events", "billing_events")
+    overrides = {name: {"key_namespace": "billing_events"} for name in names}
+    for name in names:
+        data = interleaved_input({name: 2000}, state_every=1000)
+        run_in_process(base_config(emulator, stream_overrides=overrides), data.text(), capfd)
+    assert len(emulator.events) == 2000
+    assert set(emulator.writes.values()) == {2}  # every key written by both
+    assert min(emulator.events) == "billing_events:0"
