@@ -186,6 +186,11 @@ class MonkClient:
         except requests.ConnectionError as exc:
             msg = f"connection error ({type(exc).__name__})"
             raise _TransientError(msg) from None
+        except requests.exceptions.ChunkedEncodingError:
+            # The answer was cut off mid-body: Monk may have accepted the batch, and
+            # sending it again is harmless (same idempotency keys).
+            msg = "the answer was cut off (the connection broke while it was read)"
+            raise _TransientError(msg) from None
 
         status = response.status_code
         if 200 <= status < 300:

@@ -50,8 +50,9 @@ def test_accepted_batch_returns_receipt(emulator: MonkEmulator) -> None:
         Rule(status=429),
         Rule(drop=True),
         Rule(delay=1.0),
+        Rule(cut=True),
     ],
-    ids=["500", "502", "503", "429", "dropped", "timeout"],
+    ids=["500", "502", "503", "429", "dropped", "timeout", "cut-off-answer"],
 )
 def test_transient_failures_are_retried(emulator: MonkEmulator, rule: Rule) -> None:
     emulator.script[1] = rule
@@ -60,6 +61,17 @@ def test_transient_failures_are_retried(emulator: MonkEmulator, rule: Rule) -> N
     assert receipt.attempts == 3
     assert emulator.held_keys() == {"k1"}
     assert emulator.writes["k1"] >= 1
+
+
+def test_an_answer_cut_off_is_retried_and_named_with_the_batch(emulator: MonkEmulator) -> None:
+    """Issue #19's second finding: the answer cut after its headers (Monk had stored the
+    events) was a failure naming no batch; it is retried, and named if retries run out."""
+    emulator.fail_from = (1, Rule(cut=True))
+    with pytest.raises(MonkUnavailableError) as info:
+        client_for(emulator, max_retries=1).send_batch(BODY, "batch #7", 1)
+    assert "batch #7 after 2 attempt(s)" in str(info.value)
+    assert "the answer was cut off" in str(info.value)
+    assert emulator.writes["k1"] == 2  # stored each time: re-sending is harmless
 
 
 def test_retry_after_is_honoured(emulator: MonkEmulator) -> None:

@@ -5,7 +5,8 @@ rejection with the error envelope, the 10,000-event cap, exactly one customer
 id, primitive-only properties, the 1-hour-future rule, and last-write-wins
 idempotency on `idempotencyKey` (required here, stricter than Monk: target-monk
 always sends one). Any request can be scripted (status,
-Retry-After, delay, a gate the test opens, dropped connection, a raw answer or redirect);
+Retry-After, delay, a gate the test opens, dropped connection, an answer cut off after
+its headers, a raw answer or redirect);
 every request is recorded.
 
 Standalone: `python -m target_monk.testing.emulator --port 8787 --api-key mk_test_...`
@@ -67,6 +68,9 @@ class Rule:
     """A Location header (for scripted redirects)."""
     gate: str | None = None
     """Hold the request until the test opens this gate (`emulator.gate(name).set()`)."""
+    cut: bool = False
+    """Handle the request as usual (accepted events are stored), then send the answer's
+    headers and half its body and close the connection: the answer is cut off."""
 
 
 @dataclass
@@ -398,7 +402,20 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             record.status = status
             if rule and rule.latency:
                 time.sleep(rule.latency)
+            if rule and rule.cut:
+                self._reply_cut(status, answer)
+                return
             self._reply(status, answer, headers)
+
+        def _reply_cut(self, status: int, answer: object) -> None:
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
 
     return Handler
 
