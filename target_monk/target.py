@@ -237,11 +237,14 @@ class TargetMonk(Target):
         cls, *, about: bool = False, about_format: str | None = None, **kwargs: t.Any
     ) -> None:
         """The command line (singer-sdk's invoke): a known failure, already reported by
-        `Pipeline.fail`, exits 1 without a traceback."""
+        `Pipeline.fail`, exits 1 without a traceback. A finished run exits 0 at once:
+        during the interpreter's shutdown a SIGTERM would meet the default handler and
+        end the process by the signal, with no line, after everything was delivered."""
         try:
             super().invoke(about=about, about_format=about_format, **kwargs)
         except TargetMonkError:
             _exit_now(1)
+        _exit_now(0)
 
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
