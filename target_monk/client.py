@@ -5,6 +5,8 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import socket
+import ssl
 import threading
 import time
 import typing as t
@@ -180,17 +182,16 @@ class MonkClient:
             response = self._session.post(
                 self.url, data=body, timeout=self.timeout, allow_redirects=False
             )
-        except requests.Timeout:
-            msg = f"no answer within {self.timeout:g} s"
-            raise _TransientError(msg) from None
-        except requests.ConnectionError as exc:
-            msg = f"connection error ({type(exc).__name__})"
-            raise _TransientError(msg) from None
-        except requests.exceptions.ChunkedEncodingError:
-            # The answer was cut off mid-body: Monk may have accepted the batch, and
-            # sending it again is harmless (same idempotency keys).
-            msg = "the answer was cut off (the connection broke while it was read)"
-            raise _TransientError(msg) from None
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
+            reason, retried = transport_failure(exc, self.timeout)
+            if not retried:
+                msg = f"Cannot send {label} to {self.url}: {reason} (not retried)"
+                raise MonkUnavailableError(msg) from None
+            raise _TransientError(reason) from None
 
         status = response.status_code
         if 200 <= status < 300:
@@ -213,6 +214,46 @@ class MonkClient:
             )
             raise MonkAuthError(msg)
         raise MonkRejectedError(label, status, error)
+
+
+def transport_failure(error: BaseException, timeout: float) -> tuple[str, bool]:
+    """What went wrong on the way to Monk, in words, and whether it is retried. The
+    rule: what can pass by itself is retried (a timeout, a refused, reset or dropped
+    connection, an answer cut off mid-body: Monk may have stored that batch, and
+    sending it again is harmless); what cannot is not (a host name that does not
+    resolve, a TLS failure: check api_url)."""
+    causes = _causes(error)
+    kinds = tuple(type(cause) for cause in causes)
+    if any(issubclass(kind, socket.gaierror) for kind in kinds):
+        return "the host name does not resolve (DNS): check api_url", False
+    if any(issubclass(kind, (ssl.SSLError, requests.exceptions.SSLError)) for kind in kinds):
+        return f"TLS failed ({causes[-1]}): check api_url and the certificate", False
+    if any(issubclass(kind, requests.Timeout) for kind in kinds):
+        return f"no answer within {timeout:g} s", True
+    if any(issubclass(kind, requests.exceptions.ChunkedEncodingError) for kind in kinds):
+        return "the answer was cut off (the connection broke while it was read)", True
+    if any(issubclass(kind, ConnectionRefusedError) for kind in kinds):
+        return "connection refused", True
+    if any(issubclass(kind, (ConnectionResetError, BrokenPipeError)) for kind in kinds):
+        return "connection reset", True
+    if any("RemoteDisconnected" in kind.__name__ for kind in kinds):
+        return "connection closed without an answer", True
+    return f"connection error ({type(error).__name__})", True
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and what it wraps (requests and urllib3 nest their causes in args,
+    `reason`, `__cause__` and `__context__`), outermost first."""
+    found: list[BaseException] = []
+    pending = [error]
+    while pending and len(found) < 20:
+        cause = pending.pop(0)
+        if any(cause is seen for seen in found):
+            continue
+        found.append(cause)
+        nested = [*cause.args, getattr(cause, "reason", None), cause.__cause__, cause.__context__]
+        pending.extend(item for item in nested if isinstance(item, BaseException))
+    return found
 
 
 def _acceptance(response: requests.Response, label: str, count: int, attempt: int) -> Receipt:

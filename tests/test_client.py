@@ -12,6 +12,7 @@ from helpers import API_KEY
 from target_monk.client import MonkClient, encode_batch, encode_in_parts
 from target_monk.errors import MonkAuthError, MonkRejectedError, MonkUnavailableError
 from target_monk.testing.emulator import MonkEmulator, Rule
+from target_monk.testing.postgres import free_port
 
 EVENT = {
     "externalCustomerId": "cus_1",
@@ -186,3 +187,26 @@ def test_an_event_larger_than_the_cap_goes_alone() -> None:
     big = {**EVENT, "properties": {"blob": "x" * 5000}}
     parts = encode_in_parts([EVENT, big, EVENT], 2000)
     assert [len(json.loads(body)["events"]) for _, body in parts] == [1, 1, 1]
+
+
+def test_transport_failures_are_classified_retried_or_not_and_named(
+    emulator: MonkEmulator,
+) -> None:
+    """A typo in the host fails at once, naming the problem; so does TLS spoken to a
+    plain-HTTP server; a refused connection is retried, then named with its batch."""
+    cases = {
+        "http://monk-typo.invalid:8787": ("does not resolve (DNS)", 1),
+        emulator.url.replace("http://", "https://"): ("TLS failed", 1),
+        f"http://127.0.0.1:{free_port()}": ("connection refused", 3),
+    }
+    for url, (reason, attempts) in cases.items():
+        client = MonkClient(
+            url, API_KEY, timeout=2, max_retries=2, backoff_seconds=0.01, max_wait_seconds=1
+        )
+        with pytest.raises(MonkUnavailableError) as info:
+            client.send_batch(BODY, "batch #3", 1)
+        message = str(info.value)
+        assert "batch #3" in message
+        assert reason in message
+        assert (f"after {attempts} attempt(s)" in message) == (attempts > 1)
+    assert emulator.requests == []
