@@ -83,10 +83,7 @@ class PgCluster:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         if self._as_postgres:
             shutil.chown(self.base_dir, "postgres", "postgres")
-            for parent in [self.base_dir, *self.base_dir.parents]:
-                if parent == Path("/"):
-                    break
-                parent.chmod(parent.stat().st_mode | 0o011)  # let postgres traverse
+        self._let_postgres_in()
         self._run(
             str(self.bin / "initdb"),
             "-D",
@@ -114,8 +111,19 @@ class PgCluster:
         self.psql(BILLING_EVENTS_DDL)
         return self
 
+    def _let_postgres_in(self) -> None:
+        """Let the postgres user traverse to the cluster (again: a pytest session that
+        starts meanwhile makes its temporary root private)."""
+        if not self._as_postgres:
+            return
+        for parent in [self.base_dir, *self.base_dir.parents]:
+            if parent == Path("/"):
+                break
+            parent.chmod(parent.stat().st_mode | 0o011)
+
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
+            self._let_postgres_in()
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "stop")
 
     def psql(self, sql: str, database: str | None = None) -> str:
