@@ -6,6 +6,7 @@ the values it needs, never the raw config.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import typing as t
 import urllib.parse
@@ -357,6 +358,7 @@ class Settings:
         Raises:
             ConfigError: naming the setting that cannot work, and why.
         """
+        _refuse_unknown(config, set(sdk_settings))
         values = {**DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
         check_api_url(str(values["api_url"]), bool(values["allow_insecure_http"]))
         if values.get("load_method") == "overwrite":
@@ -410,6 +412,28 @@ class Settings:
                 )
             ),
         )
+
+
+def _refuse_unknown(config: t.Mapping[str, t.Any], sdk_settings: set[str]) -> None:
+    """A setting target-monk does not know would be ignored: for a billing target a
+    typo in a safety setting (`dryrun` for `dry_run`) would bill for real.
+
+    Raises:
+        ConfigError: naming each unknown setting, with the closest known one.
+    """
+    known = set(SCHEMA["properties"]) | sdk_settings
+    unknown = sorted(set(config) - known)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    msg = (
+        f"Unknown setting(s) {', '.join(hints)}: target-monk would ignore them. "
+        "Correct or remove them (every setting: target-monk --about)"
+    )
+    raise ConfigError(msg)
 
 
 N = t.TypeVar("N", int, float)

@@ -188,3 +188,13 @@ def test_insecure_url_refused_at_start_without_printing_the_key(tmp_path: Path) 
     assert run.returncode != 0
     assert "plain http" in run.stderr
     assert API_KEY not in run.stderr
+
+
+def test_a_misspelt_setting_is_refused_at_start(emulator: MonkEmulator, tmp_path: Path) -> None:
+    """`dryrun: true` (for dry_run) used to send real events and exit 0."""
+    data = interleaved_input({"s": 3}, state_every=3)
+    run = run_target(base_config(emulator, dryrun=True), data.text(), tmp_path)
+    assert run.returncode != 0
+    assert "'dryrun' (did you mean 'dry_run'?)" in run.stderr
+    assert emulator.requests == []
+    assert run.states == []

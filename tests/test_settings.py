@@ -3,6 +3,8 @@ path the settings choose."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from target_monk.errors import ConfigError
@@ -128,4 +130,19 @@ def test_an_unknown_sdk_setting_takes_the_sdk_path_and_off_settings_do_not() -> 
     future = Settings.from_config({"api_key": KEY, "new_sdk_step": True}, {"new_sdk_step"})
     assert future.sdk_path_settings == ("new_sdk_step",)
     assert not settings(validate_records=False, stream_maps={}, flattening_enabled=None).sdk_path
-    assert not settings(not_a_setting=True).sdk_path  # not singer-sdk's: not a step
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"dryrun": True}, "'dryrun' (did you mean 'dry_run'?)"),
+        ({"batch_size": 100}, "'batch_size' (did you mean 'batch_size_rows'?)"),
+        ({"zzz": 1, "dry_rn": True}, "'dry_rn' (did you mean 'dry_run'?), 'zzz':"),
+    ],
+)
+def test_an_unknown_setting_is_refused_with_the_closest_known_one(
+    config: dict, message: str
+) -> None:
+    """Issue #18: `dryrun: true` sent real events and `batch_size: 100` ran with 5,000."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        settings(**config)
