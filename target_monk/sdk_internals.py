@@ -49,7 +49,16 @@ CLASS_MEMBERS: dict[str, str] = {
         "process_endofpipe route failures to Pipeline.fail()"
     ),
     "singer_sdk.Target.invoke": (
-        "overridden: the SDK's own, then a failure Pipeline.fail() reported exits 1"
+        "overridden with its steps (PluginBase.invoke for --about, print_version, build, "
+        "listen): refused settings fail in one line, a failure Pipeline.fail() reported "
+        "exits 1, a finished run exits 0 at once"
+    ),
+    "singer_sdk.plugin_base.PluginBase.cb_config": (
+        "overridden: a --config file that is missing or not JSON fails in one line"
+    ),
+    "singer_sdk.plugin_base._ConfigInput": "what cb_config gives invoke (config, parse_env)",
+    "singer_sdk.exceptions.ConfigValidationError": (
+        "raised by the SDK's config validation; its `errors` become one ConfigError"
     ),
     # Sink.
     "singer_sdk.sinks.Sink._validate_and_parse": (
@@ -98,6 +107,7 @@ TARGET_ATTRIBUTES: dict[str, str] = {
     "_latest_state": "never set by target-monk (see _process_state_message)",
     "mapper": "mapper.stream_maps: is a stream known (SCHEMA seen) on the SDK's path",
     "message_reader": "the SingerBytesReader instance; its hooks are set at start-up",
+    "_env_var_prefix": "TARGET_MONK_: names the variable singer-sdk could not read",
     "config": "the config singer-sdk read (files, env); read once into Settings",
 }
 """Attributes of a Target instance."""

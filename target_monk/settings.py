@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import typing as t
 import urllib.parse
 from dataclasses import dataclass, field, fields
@@ -21,6 +22,11 @@ from target_monk.mapping import MappingSettings
 MAX_BATCH_EVENTS = 10_000
 """Monk's limit of events per request."""
 DEFAULT_API_URL = "https://events-api.monk.com"
+
+SECONDS = th.CustomType({"type": ["number", "string"], "pattern": r"^\s*\d+(\.\d+)?\s*$"})
+"""A number of seconds, or its text: Meltano 4.4.1 cannot pass a `decimal` setting
+from an environment variable, so these are `string` settings in the plugin
+definitions (scripts/plugin_settings.py), and `Settings` reads the text."""
 
 MAPPING_SCHEMA = th.PropertiesList(
     th.Property(
@@ -136,7 +142,7 @@ SCHEMA: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "request_timeout_seconds",
-        th.NumberType(exclusive_minimum=0),
+        SECONDS,
         default=60,
         description="Timeout of one request, in seconds.",
     ),
@@ -148,13 +154,13 @@ SCHEMA: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "retry_backoff_seconds",
-        th.NumberType(minimum=0),
+        SECONDS,
         default=1,
         description="First retry wait; each next one doubles (1, 2, 4, 8, 16 s), jittered.",
     ),
     th.Property(
         "max_retry_wait_seconds",
-        th.NumberType(minimum=0),
+        SECONDS,
         default=60,
         description=(
             "Longest wait before one retry (Monk's Retry-After is honoured up to "
@@ -163,7 +169,7 @@ SCHEMA: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "flush_interval_seconds",
-        th.NumberType(exclusive_minimum=0),
+        SECONDS,
         default=60,
         description=(
             "A partial batch is sent, and the STATE behind it written, at most this "
@@ -385,11 +391,11 @@ class Settings:
             max_batch_bytes=_number(values, "max_batch_bytes", int),
             mapping=mapping,
             stream_overrides=_stream_overrides(values["stream_overrides"], mapping),
-            request_timeout_seconds=_number(values, "request_timeout_seconds", float),
+            request_timeout_seconds=_seconds(values, "request_timeout_seconds", zero=False),
             max_retries=_number(values, "max_retries", int),
-            retry_backoff_seconds=_number(values, "retry_backoff_seconds", float),
-            max_retry_wait_seconds=_number(values, "max_retry_wait_seconds", float),
-            flush_interval_seconds=_number(values, "flush_interval_seconds", float),
+            retry_backoff_seconds=_seconds(values, "retry_backoff_seconds", zero=True),
+            max_retry_wait_seconds=_seconds(values, "max_retry_wait_seconds", zero=True),
+            flush_interval_seconds=_seconds(values, "flush_interval_seconds", zero=False),
             max_buffered_events=_number(values, "max_buffered_events", int),
             max_in_flight=_number(values, "max_in_flight", int),
             on_invalid_record=str(values["on_invalid_record"]),
@@ -453,6 +459,16 @@ def _number(values: t.Mapping[str, t.Any], name: str, kind: type[N]) -> N:
         msg = f"{name} must be a whole number, got {value!r}"
         raise ConfigError(msg)
     return number
+
+
+def _seconds(values: t.Mapping[str, t.Any], name: str, *, zero: bool) -> float:
+    """A `SECONDS` setting: at least 0, or above 0 when `zero` is not allowed."""
+    seconds = _number(values, name, float)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        least = "at least" if zero else "more than"
+        msg = f"{name} must be {least} 0 seconds, got {values[name]!r}"
+        raise ConfigError(msg)
+    return seconds
 
 
 def _flag(values: t.Mapping[str, t.Any], name: str) -> bool:

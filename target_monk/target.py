@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import json
 import os
 import sys
 import typing as t
@@ -23,6 +24,7 @@ from singer_sdk.exceptions import (
 )
 from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import PluginCapabilities
+from singer_sdk.plugin_base import _ConfigInput
 from typing_extensions import override
 
 from target_monk.batch_files import batch_records
@@ -36,6 +38,7 @@ if t.TYPE_CHECKING:
     from pathlib import PurePath
     from types import FrameType
 
+    import click
     from singer_sdk.sinks import Sink
 
 
@@ -58,18 +61,26 @@ class TargetMonk(Target):
         message_reader: SingerBytesReader | None = None,
     ) -> None:
         """Read the settings once, build the pipeline, connect the reader's hooks."""
-        super().__init__(
-            config=config,
-            parse_env_config=parse_env_config,
-            validate_config=validate_config,
-            setup_mapper=setup_mapper,
-            message_reader=message_reader,
-        )
-        self.max_parallelism = 1  # sinks drain in turn; delivery itself is concurrent
         try:
-            self.settings = Settings.from_config(self.config, self.sdk_settings())
-        except ConfigError as exc:
-            raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+            super().__init__(
+                config=config,
+                parse_env_config=parse_env_config,
+                validate_config=validate_config,
+                setup_mapper=setup_mapper,
+                message_reader=message_reader,
+            )
+        except ConfigValidationError as exc:  # the settings' JSON Schema
+            errors = "; ".join(exc.errors)
+            secret = str(getattr(self, "_config", {}).get("api_key") or "")
+            if len(secret) > 3:  # a key of the wrong type is quoted by jsonschema
+                errors = errors.replace(secret, "***")
+            raise ConfigError(f"invalid settings: {errors}") from None
+        except ValueError as exc:  # singer-sdk's reading of TARGET_MONK_* variables
+            if not parse_env_config:
+                raise
+            raise ConfigError(_env_error(self._env_var_prefix, exc)) from None
+        self.max_parallelism = 1  # sinks drain in turn; delivery itself is concurrent
+        self.settings = Settings.from_config(self.config, self.sdk_settings())
         self.pipeline = Pipeline(self.settings)
         self._sink_class = MonkSink.bound_to(self.pipeline)
         reader = t.cast("SingerBytesReader", self.message_reader)
@@ -233,15 +244,43 @@ class TargetMonk(Target):
 
     @override
     @classmethod
-    def invoke(
-        cls, *, about: bool = False, about_format: str | None = None, **kwargs: t.Any
-    ) -> None:
-        """The command line (singer-sdk's invoke): a known failure, already reported by
-        `Pipeline.fail`, exits 1 without a traceback. A finished run exits 0 at once:
-        during the interpreter's shutdown a SIGTERM would meet the default handler and
-        end the process by the signal, with no line, after everything was delivered."""
+    def cb_config(
+        cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]
+    ) -> _ConfigInput:
+        """`--config`: a file that is missing or not JSON fails in one line."""
         try:
-            super().invoke(about=about, about_format=about_format, **kwargs)
+            return super().cb_config(ctx, param, value)
+        except (OSError, ValueError) as exc:
+            cls.logger.error(
+                "target-monk failed: cannot read --config %s: %s", " ".join(value), exc
+            )
+            _exit_now(1)
+
+    @override
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: _ConfigInput | None = None,
+        file_input: t.IO[str] | None = None,
+    ) -> None:
+        """The command line, as singer-sdk's `Target.invoke` with its exits: refused
+        settings fail in one line; a failure `Pipeline.fail` reported exits 1 without a
+        traceback. A finished run exits 0 at once: during the interpreter's shutdown a
+        SIGTERM would meet the default handler and end the process by the signal, with
+        no line, after everything was delivered."""
+        super(Target, cls).invoke(about=about, about_format=about_format)  # --about
+        cls.print_version(print_fn=cls.logger.info)
+        config = config or _ConfigInput()
+        try:
+            target = cls(config=config.config, parse_env_config=config.parse_env)
+        except ConfigError as exc:
+            cls.logger.error("target-monk failed: %s", exc)
+            _exit_now(1)
+        try:
+            target.listen(file_input)
         except TargetMonkError:
             _exit_now(1)
         _exit_now(0)
@@ -262,6 +301,29 @@ def _before_schema(stream: str) -> str:
         f"A message for stream '{stream}' arrived before its SCHEMA message: "
         "the tap broke the Singer spec"
     )
+
+
+def _env_error(prefix: str, error: ValueError) -> str:
+    """Which TARGET_MONK_* variable singer-sdk could not read as an integer or as JSON
+    (its value is not shown: it may be a secret)."""
+    schema = copy.deepcopy(SCHEMA)
+    TargetMonk.append_builtin_config(schema)
+    for name, spec in schema["properties"].items():
+        text, types = os.environ.get(prefix + name.upper()), str(spec.get("type"))
+        read: t.Callable[[str], object] | None = (
+            int
+            if "integer" in types
+            else json.loads
+            if "object" in types or "array" in types
+            else None
+        )
+        try:
+            if text is not None and read is not None:
+                read(text)
+        except ValueError:
+            kind = "an integer" if read is int else "JSON"
+            return f"{prefix}{name.upper()} is not {kind}, as {name} must be"
+    return f"a {prefix}* variable could not be read: {error}"
 
 
 def _exit_now(code: int) -> t.NoReturn:

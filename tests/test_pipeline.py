@@ -100,7 +100,15 @@ def test_initial_load_then_incremental(pg: PgCluster, emulator: MonkEmulator, tm
 
     pg.seed(2_500)
     requests_before = len(emulator.requests)
-    second = pipeline.run()
+    # Every kind of setting from the environment, through Meltano (its `decimal` kind
+    # would crash here: the *_seconds settings are `string`).
+    second = pipeline.run(
+        TARGET_MONK_REQUEST_TIMEOUT_SECONDS="30",
+        TARGET_MONK_FLUSH_INTERVAL_SECONDS="0.5",
+        TARGET_MONK_MAX_RETRIES="3",
+        TARGET_MONK_DRY_RUN="false",
+        TARGET_MONK_NUMERIC_PROPERTIES='["tokens"]',
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     new_requests = emulator.accepted_requests()[requests_before:]
     sent_again = {key for r in new_requests for key in r.keys}

@@ -4,8 +4,11 @@ path the settings choose."""
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
+from helpers import API_KEY, TARGET, interleaved_input, meltano_env
 
 from target_monk.errors import ConfigError
 from target_monk.mapping import MappingSettings
@@ -16,6 +19,7 @@ from target_monk.settings import (
     Settings,
 )
 from target_monk.target import TargetMonk
+from target_monk.testing.emulator import MonkEmulator
 
 KEY = "mk_test_" + "cd34" * 12
 SDK_SETTINGS = TargetMonk.sdk_settings()
@@ -146,3 +150,104 @@ def test_an_unknown_setting_is_refused_with_the_closest_known_one(
     """Issue #18: `dryrun: true` sent real events and `batch_size: 100` ran with 5,000."""
     with pytest.raises(ConfigError, match=re.escape(message)):
         settings(**config)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"flush_interval_seconds": "0"}, "flush_interval_seconds must be more than 0 seconds"),
+        ({"retry_backoff_seconds": -1}, "retry_backoff_seconds must be at least 0 seconds"),
+        ({"request_timeout_seconds": "inf"}, "request_timeout_seconds must be more than 0"),
+    ],
+)
+def test_seconds_are_bounded_also_as_text(config: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings(**config)
+    assert (
+        settings(flush_interval_seconds="0.5", retry_backoff_seconds="0").flush_interval_seconds
+        == 0.5
+    )
+
+
+CONFIG_ERRORS = [
+    pytest.param(["--config", "{broken"], {}, "cannot read --config", id="config-not-json"),
+    pytest.param(["--config", "/nonexistent.json"], {}, "nonexistent.json", id="no-config-file"),
+    pytest.param(["--config", "{}"], {}, "'api_key' is a required property", id="no-api-key"),
+    pytest.param(
+        ["--config", '{"api_key": 12345678901}'], {}, "not of type 'string'", id="key-of-wrong-type"
+    ),
+    pytest.param(
+        ["--config", "ENV"],
+        {"TARGET_MONK_API_KEY": KEY, "TARGET_MONK_BATCH_SIZE_ROWS": "abc"},
+        "TARGET_MONK_BATCH_SIZE_ROWS is not an integer",
+        id="env-not-an-integer",
+    ),
+    pytest.param(
+        ["--config", "ENV"],
+        {"TARGET_MONK_API_KEY": KEY, "TARGET_MONK_STREAM_OVERRIDES": "{x"},
+        "TARGET_MONK_STREAM_OVERRIDES is not JSON",
+        id="env-not-json",
+    ),
+    pytest.param(
+        ["--config", f'{{"api_key": "{KEY}", "dryrun": true}}'],
+        {},
+        "'dryrun' (did you mean 'dry_run'?)",
+        id="unknown-setting",
+    ),
+    pytest.param(
+        ["--config", "ENV"],
+        {"TARGET_MONK_API_KEY": KEY, "TARGET_MONK_FLUSH_INTERVAL_SECONDS": "0"},
+        "flush_interval_seconds must be more than 0 seconds",
+        id="env-seconds-out-of-range",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "reason"), CONFIG_ERRORS)
+def test_every_config_error_is_one_line_and_exit_1(
+    args: list[str], env: dict[str, str], reason: str, tmp_path: Path
+) -> None:
+    """The process: no traceback, nothing on stdout, one `target-monk failed:` line naming
+    the reason, no secret."""
+    if args[1].startswith("{"):
+        (tmp_path / "config.json").write_text(args[1])
+        args = ["--config", str(tmp_path / "config.json")]
+    done = subprocess.run(
+        [*TARGET, *args],
+        input="",
+        capture_output=True,
+        text=True,
+        env={**meltano_env({}), **env},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    failed = [line for line in done.stderr.splitlines() if "target-monk failed:" in line]
+    assert len(failed) == 1, done.stderr
+    assert reason in failed[0]
+    assert "Traceback" not in done.stderr
+    assert KEY not in done.stderr
+    assert "12345678901" not in done.stderr
+
+
+def test_seconds_settings_from_the_environment(emulator: MonkEmulator, tmp_path: Path) -> None:
+    """What Meltano passes for a `string` setting set from an environment variable."""
+    data = interleaved_input({"s": 10}, state_every=10)
+    env = {
+        "TARGET_MONK_API_KEY": API_KEY,
+        "TARGET_MONK_API_URL": emulator.url,
+        "TARGET_MONK_REQUEST_TIMEOUT_SECONDS": "30",
+        "TARGET_MONK_FLUSH_INTERVAL_SECONDS": "0.5",
+    }
+    done = subprocess.run(
+        [*TARGET, "--config", "ENV"],
+        input=data.text(),
+        capture_output=True,
+        text=True,
+        env={**meltano_env({}), **env},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert emulator.held_keys() == data.keys_before_state[-1][1]
