@@ -356,15 +356,19 @@ class Settings:
 
     @classmethod
     def from_config(
-        cls, config: t.Mapping[str, t.Any], sdk_settings: t.Iterable[str] = ()
+        cls,
+        config: t.Mapping[str, t.Any],
+        sdk_settings: t.Iterable[str] = (),
+        environ: t.Mapping[str, str] | None = None,
     ) -> Settings:
         """Read the config (a null value takes the default). `sdk_settings` are the
-        names of singer-sdk's built-in settings, to tell which path records take.
+        names of singer-sdk's built-in settings, to tell which path records take;
+        `environ`, the environment whose TARGET_MONK_* variables must name settings.
 
         Raises:
             ConfigError: naming the setting that cannot work, and why.
         """
-        _refuse_unknown(config, set(sdk_settings))
+        _refuse_unknown(config, set(sdk_settings), environ or {})
         values = {**DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
         check_api_url(str(values["api_url"]), bool(values["allow_insecure_http"]))
         if values.get("load_method") == "overwrite":
@@ -420,20 +424,39 @@ class Settings:
         )
 
 
-def _refuse_unknown(config: t.Mapping[str, t.Any], sdk_settings: set[str]) -> None:
+ENV_PREFIX = "TARGET_MONK_"
+"""Settings from the environment: singer-sdk's `--config ENV`, and Meltano's."""
+ENV_NOT_SETTINGS = frozenset({"loglevel"})
+"""TARGET_MONK_* variables that are not settings: singer-sdk's log level."""
+
+
+def _refuse_unknown(
+    config: t.Mapping[str, t.Any], sdk_settings: set[str], environ: t.Mapping[str, str]
+) -> None:
     """A setting target-monk does not know would be ignored: for a billing target a
-    typo in a safety setting (`dryrun` for `dry_run`) would bill for real.
+    typo in a safety setting (`dryrun` for `dry_run`) would bill for real. The same
+    for a TARGET_MONK_* variable that names no setting (`TARGET_MONK_DRYRUN`), which
+    Meltano passes on untouched. Variables starting `TARGET_MONK__` are Meltano's
+    (plugin extras, and inherited plugins such as `target-monk--shard-0`).
 
     Raises:
         ConfigError: naming each unknown setting, with the closest known one.
     """
     known = set(SCHEMA["properties"]) | sdk_settings
-    unknown = sorted(set(config) - known)
+    known_vars = {ENV_PREFIX + name.upper() for name in known | ENV_NOT_SETTINGS}
+    unknown = [(name, known) for name in sorted(set(config) - known)]
+    unknown.extend(
+        (name, known_vars)
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX)
+        and not name.startswith(ENV_PREFIX + "_")
+        and name not in known_vars
+    )
     if not unknown:
         return
     hints = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    for name, names in unknown:
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
         hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
     msg = (
         f"Unknown setting(s) {', '.join(hints)}: target-monk would ignore them. "

@@ -80,7 +80,7 @@ class TargetMonk(Target):
                 raise
             raise ConfigError(_env_error(self._env_var_prefix, exc)) from None
         self.max_parallelism = 1  # sinks drain in turn; delivery itself is concurrent
-        self.settings = Settings.from_config(self.config, self.sdk_settings())
+        self.settings = Settings.from_config(self.config, self.sdk_settings(), os.environ)
         self.pipeline = Pipeline(self.settings)
         self._sink_class = MonkSink.bound_to(self.pipeline)
         reader = t.cast("SingerBytesReader", self.message_reader)

@@ -152,6 +152,19 @@ def test_an_unknown_setting_is_refused_with_the_closest_known_one(
         settings(**config)
 
 
+def test_variables_must_name_settings_but_meltano_s_own_pass() -> None:
+    environ = {
+        "TARGET_MONK_DRY_RUN": "true",  # a setting
+        "TARGET_MONK_STREAM_MAPS": "{}",  # singer-sdk's
+        "TARGET_MONK_LOGLEVEL": "debug",  # singer-sdk's log level
+        "TARGET_MONK__SHARD_0_API_KEY": KEY,  # Meltano's, for target-monk--shard-0
+        "TARGET_MONKEY": "x",  # another prefix
+    }
+    Settings.from_config({"api_key": KEY}, TargetMonk.sdk_settings(), environ)
+    with pytest.raises(ConfigError, match=re.escape("'TARGET_MONK_DRYRUN' (did you mean")):
+        Settings.from_config({"api_key": KEY}, (), {**environ, "TARGET_MONK_DRYRUN": "true"})
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -193,6 +206,18 @@ CONFIG_ERRORS = [
         {},
         "'dryrun' (did you mean 'dry_run'?)",
         id="unknown-setting",
+    ),
+    pytest.param(
+        ["--config", "ENV"],
+        {"TARGET_MONK_API_KEY": KEY, "TARGET_MONK_DRYRUN": "true"},
+        "'TARGET_MONK_DRYRUN' (did you mean 'TARGET_MONK_DRY_RUN'?)",
+        id="unknown-variable",
+    ),
+    pytest.param(  # Meltano passes its environment on, whatever --config is
+        ["--config", f'{{"api_key": "{KEY}"}}'],
+        {"TARGET_MONK_BATCH_SIZE": "100"},
+        "'TARGET_MONK_BATCH_SIZE' (did you mean 'TARGET_MONK_BATCH_SIZE_ROWS'?)",
+        id="unknown-variable-with-a-config-file",
     ),
     pytest.param(
         ["--config", "ENV"],
