@@ -18,6 +18,7 @@ from target_monk.encoding import encode_json
 from target_monk.errors import (
     MonkAnswerError,
     MonkAuthError,
+    MonkError,
     MonkRejectedError,
     MonkUnavailableError,
 )
@@ -69,6 +70,9 @@ class Receipt:
     count: int
     request_id: str
     attempts: int
+    seconds: float = 0.0
+    """How long the accepted request took, from sending it to Monk's answer."""
+    status: int = 202
 
 
 class Poster(t.Protocol):
@@ -143,32 +147,38 @@ class MonkClient:
             MonkRejectedError: 400/413/422 or another non-retryable 4xx.
             MonkAnswerError: a redirect, or a 2xx that is not that acceptance.
             MonkUnavailableError: retries exhausted, or stopped.
+
+        Every MonkError raised carries the number of requests made (`attempts`).
         """
         attempts = 0
-        while True:
-            if attempts and self._stopped.is_set():
-                msg = f"Stopped retrying {label} after {attempts} attempt(s)"
-                raise MonkUnavailableError(msg)
-            attempts += 1
-            try:
-                return self._post_once(body, label, count, attempts)
-            except _TransientError as failure:
-                if attempts > self.max_retries:
-                    msg = (
-                        f"Monk did not accept {label} after {attempts} attempt(s); "
-                        f"last failure: {failure.reason}"
+        try:
+            while True:
+                if attempts and self._stopped.is_set():
+                    msg = f"Stopped retrying {label} after {attempts} attempt(s)"
+                    raise MonkUnavailableError(msg)
+                attempts += 1
+                try:
+                    return self._post_once(body, label, count, attempts)
+                except _TransientError as failure:
+                    if attempts > self.max_retries:
+                        msg = (
+                            f"Monk did not accept {label} after {attempts} attempt(s); "
+                            f"last failure: {failure.reason}"
+                        )
+                        raise MonkUnavailableError(msg) from None
+                    wait = self._wait_time(attempts, failure.retry_after)
+                    logger.warning(
+                        "Retrying %s in %.1f s (attempt %d of %d failed: %s)",
+                        label,
+                        wait,
+                        attempts,
+                        self.max_retries + 1,
+                        failure.reason,
                     )
-                    raise MonkUnavailableError(msg) from None
-                wait = self._wait_time(attempts, failure.retry_after)
-                logger.warning(
-                    "Retrying %s in %.1f s (attempt %d of %d failed: %s)",
-                    label,
-                    wait,
-                    attempts,
-                    self.max_retries + 1,
-                    failure.reason,
-                )
-                self._stopped.wait(wait)
+                    self._stopped.wait(wait)
+        except MonkError as error:
+            error.attempts = attempts
+            raise
 
     def _wait_time(self, failed_attempts: int, retry_after: float | None) -> float:
         """Exponential wait with jitter, capped; or the server's Retry-After, capped."""
@@ -178,6 +188,7 @@ class MonkClient:
         return min(self.max_wait_seconds, base / 2 + random.uniform(0, base / 2))  # noqa: S311
 
     def _post_once(self, body: bytes, label: str, count: int, attempt: int) -> Receipt:
+        started = time.monotonic()
         try:
             response = self._session.post(
                 self.url, data=body, timeout=self.timeout, allow_redirects=False
@@ -195,7 +206,7 @@ class MonkClient:
 
         status = response.status_code
         if 200 <= status < 300:
-            return _acceptance(response, label, count, attempt)
+            return _acceptance(response, label, count, attempt, time.monotonic() - started)
         if 300 <= status < 400:
             msg = (
                 f"Monk answered {label} with HTTP {status}, a redirect to "
@@ -256,11 +267,14 @@ def _causes(error: BaseException) -> list[BaseException]:
     return found
 
 
-def _acceptance(response: requests.Response, label: str, count: int, attempt: int) -> Receipt:
+def _acceptance(
+    response: requests.Response, label: str, count: int, attempt: int, seconds: float
+) -> Receipt:
     """Monk's receipt, if the answer says it accepted exactly `count` events."""
     answer = _json_or_empty(response)
     if answer.get("status") == "accepted" and answer.get("count") == count:
-        return Receipt(count=count, request_id=str(answer.get("requestId", "")), attempts=attempt)
+        request_id = str(answer.get("requestId", ""))
+        return Receipt(count, request_id, attempt, seconds, response.status_code)
     msg = (
         f"Monk's answer to {label} ({count} events) is not an acceptance of them: "
         f"HTTP {response.status_code} {response.text[:_SHOWN_CHARS]!r}. Nothing after "

@@ -49,6 +49,9 @@ class DeliveryFailed(TargetMonkError):
 class MonkError(TargetMonkError):
     """Delivery to Monk failed for good."""
 
+    attempts = 0
+    """HTTP requests made for the batch before it failed (set by the client)."""
+
 
 class MonkAuthError(MonkError):
     """Monk refused the API key (401/403): stop at once."""

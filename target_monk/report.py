@@ -1,10 +1,12 @@
-"""What a run did: per-stream totals, progress, the closing summary and the receipt."""
+"""What a run did: per-stream totals, progress, the closing summary, the receipt, and
+metrics in singer-sdk's `METRIC:` format."""
 
 from __future__ import annotations
 
 import decimal
 import json
 import logging
+import os
 import threading
 import time
 import typing as t
@@ -19,9 +21,13 @@ class StreamTotals:
     events_accepted: int = 0
     dead_lettered: int = 0
     deleted: int = 0
+    requests: int = 0
+    """HTTP requests made, whatever their answer (or none)."""
+    requests_accepted: int = 0
     retries: int = 0
-    batches: int = 0
+    """Requests that repeated an earlier one of the same batch."""
     bytes: int = 0
+    """Request bodies Monk accepted."""
 
 
 @dataclass
@@ -61,12 +67,20 @@ class RunReport:
         with self._lock:
             totals = self._totals(stream)
             totals.events_accepted += len(events)
-            totals.batches += 1
-            totals.bytes += body_bytes
+            totals.requests += attempts
+            totals.requests_accepted += 1
             totals.retries += attempts - 1
+            totals.bytes += body_bytes
             if self._keep_receipt:
                 self._add_usage(events, self.key_fields.get(stream, frozenset()))
-            return sum(s.batches for s in self._streams.values())
+            return sum(s.requests_accepted for s in self._streams.values())
+
+    def failed(self, stream: str, attempts: int) -> None:
+        """Count the requests made for a batch (or part) Monk did not accept."""
+        with self._lock:
+            totals = self._totals(stream)
+            totals.requests += attempts
+            totals.retries += max(attempts - 1, 0)
 
     def deleted(self, stream: str) -> None:
         """Count a deleted source row set aside (never sent as usage)."""
@@ -114,9 +128,12 @@ class RunReport:
             totals["events_per_second"] = round(totals["events_accepted"] / max(elapsed, 1e-9))
         return {
             "streams": streams,
+            "records_read": sum(s["records_read"] for s in streams.values()),
             "events_accepted": accepted,
             "dead_lettered": sum(s["dead_lettered"] for s in streams.values()),
             "deleted": sum(s["deleted"] for s in streams.values()),
+            "requests": sum(s["requests"] for s in streams.values()),
+            "retries": sum(s["retries"] for s in streams.values()),
             "elapsed_seconds": round(elapsed, 3),
             "events_per_second": round(accepted / max(elapsed, 1e-9)),
         }
@@ -133,15 +150,16 @@ class RunReport:
         for stream, totals in summary["streams"].items():
             logger.info(
                 "Summary for stream '%s': %d records read, %d events accepted, "
-                "%d dead-lettered, %d deleted rows set aside, %d retries, %d requests, "
-                "%d bytes, %.0f events/s",
+                "%d dead-lettered, %d deleted rows set aside, %d requests (%d accepted, "
+                "%d retries), %d bytes accepted, %.0f events/s",
                 stream,
                 totals["records_read"],
                 totals["events_accepted"],
                 totals["dead_lettered"],
                 totals["deleted"],
+                totals["requests"],
+                totals["requests_accepted"],
                 totals["retries"],
-                totals["batches"],
                 totals["bytes"],
                 totals["events_per_second"],
             )
@@ -155,3 +173,16 @@ class RunReport:
                 {id_kind: customer, "eventName": name, "events": u.events, "sums": u.sums}
                 for (id_kind, customer, name), u in sorted(self._usage.items())
             ]
+
+
+METRICS = logging.getLogger("singer_sdk.metrics")
+"""singer-sdk's metrics logger: its settings (`metrics_log_level`, ...) apply to
+target-monk's metrics too."""
+
+
+def log_metric(kind: str, metric: str, value: float, tags: dict[str, t.Any]) -> None:
+    """One `METRIC: {...}` line, as singer-sdk writes its own (`kind`: timer or counter)."""
+    if METRICS.isEnabledFor(logging.INFO):
+        tags = {**tags, "pid": os.getpid()}
+        point = {"type": kind, "metric": metric, "value": value, "tags": tags}
+        METRICS.info("METRIC: %s", json.dumps(point, separators=(",", ":")))

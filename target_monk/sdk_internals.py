@@ -77,6 +77,15 @@ CLASS_MEMBERS: dict[str, str] = {
         "overridden: never full to the SDK, so it never drains a sink inside a record's "
         "steps; the pipeline sends full batches on both paths"
     ),
+    "singer_sdk.sinks.Sink.get_batch_processing_timer": (
+        "overridden with a timer that logs nothing: the SDK's times the hand-over of a "
+        "drained buffer; Sender logs batch_processing_time up to Monk's answer"
+    ),
+    "singer_sdk.metrics.Timer": "subclassed for that silent timer",
+    "singer_sdk.metrics.METRICS_LOGGER_NAME": (
+        "singer_sdk.metrics: report.log_metric logs target-monk's own metrics there, in "
+        "the SDK's METRIC line format, so the SDK's metrics settings apply to them"
+    ),
     # Reader.
     "singer_sdk.contrib.msgspec.MsgSpecReader.process_lines": (
         "overridden by SingerBytesReader: bytes in chunks, runs of records, ticks"

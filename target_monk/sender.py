@@ -8,10 +8,12 @@ Singer, nor of how batches are ordered and checkpointed.
 from __future__ import annotations
 
 import logging
+import time
 import typing as t
 
-from target_monk.client import encode_batch, encode_in_parts
-from target_monk.errors import MonkRejectedError
+from target_monk.client import BATCH_PATH, encode_batch, encode_in_parts
+from target_monk.errors import MonkError, MonkRejectedError
+from target_monk.report import log_metric
 
 if t.TYPE_CHECKING:
     from target_monk.client import Poster
@@ -47,10 +49,20 @@ class Sender:
     def __call__(self, batch: Batch) -> None:
         """Send `batch` in as few requests as keep each within `max_batch_bytes`."""
         label = f"batch #{batch.number} ({len(batch.events)} events of stream '{batch.label}')"
-        parts = encode_in_parts(batch.events, self.max_batch_bytes)
-        for number, (events, body) in enumerate(parts, 1):
-            part_label = label if len(parts) == 1 else f"{label}, part {number}/{len(parts)}"
-            self._post(batch.label, events, body, part_label)
+        started, status = time.monotonic(), "failed"
+        try:
+            parts = encode_in_parts(batch.events, self.max_batch_bytes)
+            for number, (events, body) in enumerate(parts, 1):
+                part_label = label if len(parts) == 1 else f"{label}, part {number}/{len(parts)}"
+                self._post(batch.label, events, body, part_label)
+            status = "succeeded"
+        finally:
+            # From a sender taking the batch to Monk's last answer, retries included
+            # (singer-sdk's own timer would only time the hand-over to delivery).
+            seconds = time.monotonic() - started
+            log_metric(
+                "timer", "batch_processing_time", seconds, {"stream": batch.label, "status": status}
+            )
 
     def _post(self, stream: str, events: list[dict[str, t.Any]], body: bytes, label: str) -> None:
         """Post one body. With dead-lettering on, a batch Monk rejects as a whole is
@@ -58,8 +70,13 @@ class Sender:
         2 * log2(batch size) extra requests per rejected event."""
         try:
             receipt = self.client.send_batch(body, label, len(events))
-        except MonkRejectedError as exc:
-            if self.dead_letters is None or exc.status not in SPLIT_ON:
+        except MonkError as exc:
+            self.report.failed(stream, exc.attempts)
+            if (
+                self.dead_letters is None
+                or not isinstance(exc, MonkRejectedError)
+                or exc.status not in SPLIT_ON
+            ):
                 raise
             if len(events) == 1:
                 self.dead_letters.rejected(stream, events[0], exc)
@@ -71,6 +88,10 @@ class Sender:
                 self._post(stream, half, encode_batch(half), half_label)
             return
         accepted = self.report.accepted(stream, events, len(body), receipt.attempts)
+        tags = {"stream": stream, "endpoint": BATCH_PATH, "http_status_code": receipt.status}
+        tags["status"] = "succeeded"
+        log_metric("timer", "http_request_duration", receipt.seconds, tags)
+        log_metric("counter", "events_accepted", len(events), {"stream": stream})
         logger.info(
             "Monk accepted %s (requestId %s, %d attempt(s))",
             label,

@@ -17,8 +17,8 @@ from helpers import (
     run_target,
 )
 
-from target_monk.errors import ConfigError
-from target_monk.testing.emulator import MonkEmulator
+from target_monk.errors import ConfigError, TargetMonkError
+from target_monk.testing.emulator import MonkEmulator, Rule
 
 
 def with_bad_rows(total: int, bad: dict[int, dict]) -> tuple[str, dict, set[str]]:
@@ -136,12 +136,12 @@ def test_summary_progress_and_receipt(
     assert states[-1] == data.keys_before_state[-1][0]
     assert "Progress: 2 requests accepted" in caplog.text
     assert "Summary for stream 'a': 6000 records read, 6000 events accepted" in caplog.text
-    line = next(li for li in caplog.text.splitlines() if "target-monk summary: " in li)
-    summary = json.loads(line.split("target-monk summary: ", 1)[1])
+    summary = summary_of(caplog.text)
     assert summary["events_accepted"] == 7500
     assert summary["streams"]["b"]["records_read"] == 1500
-    assert summary["streams"]["a"]["batches"] == 6
+    assert summary["streams"]["a"]["requests_accepted"] == 6
     assert summary["streams"]["a"]["bytes"] > 0
+    assert (summary["requests"], summary["retries"]) == (len(emulator.requests), 0)
 
     receipt = json.loads(receipt_path.read_text())
     usage = receipt["usage"]
@@ -157,6 +157,72 @@ def test_summary_progress_and_receipt(
         assert entry["events"] == len(mine)
         assert entry["sums"]["tokens"] == sum(e["properties"]["tokens"] for e in mine)
         assert "id" not in entry["sums"]  # a key property, never summed
+
+
+def summary_of(log: str) -> dict:
+    line = next(li for li in log.splitlines() if "target-monk summary: " in li)
+    return json.loads(line.split("target-monk summary: ", 1)[1])
+
+
+def test_the_summary_of_a_failed_run_counts_every_request(
+    emulator: MonkEmulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue #18: after 6 attempts the summary said `0 retries, 0 requests`."""
+    emulator.fail_from = (2, Rule(status=503))
+    data = interleaved_input({"s": 12}, state_every=12)
+    config = base_config(emulator, batch_size_rows=5, max_retries=3, retry_backoff_seconds=0.01)
+    with caplog.at_level(logging.INFO, logger="target-monk"), pytest.raises(TargetMonkError):
+        run_in_process(config, data.text(), capfd)
+    summary = summary_of(caplog.text)
+    batches_tried = len({tuple(r.keys) for r in emulator.accepted_requests()})
+    assert summary["records_read"] == 12
+    assert summary["requests"] == len(emulator.requests) > 4
+    assert summary["streams"]["s"]["requests_accepted"] == batches_tried == 1
+    assert summary["events_accepted"] == 5
+    # every batch's first request is not a retry; at most 3 batches were sent
+    assert len(emulator.requests) - 3 <= summary["retries"] < len(emulator.requests)
+    assert "Summary for stream 's': 12 records read, 5 events accepted" in caplog.text
+    assert f"{summary['requests']} requests (1 accepted, {summary['retries']} retries)" in (
+        caplog.text
+    )
+
+
+def test_metrics_time_monks_answers_and_count_accepted_events(
+    emulator: MonkEmulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue #18: singer-sdk's batch_processing_time timed the hand-over (~0.3 ms), not
+    Monk's answer; no metric counted accepted events or timed requests."""
+    emulator.script[1] = Rule(latency=0.3)  # Monk takes 0.3 s to answer the first request
+    emulator.script[2] = Rule(status=503)  # and the second is retried once
+    data = interleaved_input({"a": 2500, "b": 1000}, state_every=500)
+    config = base_config(emulator, batch_size_rows=1000, max_in_flight=1)
+    with caplog.at_level(logging.INFO):
+        run_in_process(config, data.text(), capfd)
+    points = [
+        json.loads(r.getMessage().split("METRIC: ", 1)[1])
+        for r in caplog.records
+        if r.name == "singer_sdk.metrics"
+    ]
+    requests = [p for p in points if p["metric"] == "http_request_duration"]
+    assert len(requests) == len(emulator.accepted_requests()) == 5
+    assert max(p["value"] for p in requests) >= 0.3
+    assert {p["tags"]["http_status_code"] for p in requests} == {202}
+    assert {p["tags"]["endpoint"] for p in requests} == {"/v1/events/batch"}
+    accepted = [p for p in points if p["metric"] == "events_accepted"]
+    assert sum(p["value"] for p in accepted if p["tags"]["stream"] == "a") == 2500
+    assert sum(p["value"] for p in accepted if p["tags"]["stream"] == "b") == 1000
+    batches = [p for p in points if p["metric"] == "batch_processing_time"]
+    assert len(batches) == 5  # one per batch, none from singer-sdk's hand-over timer
+    assert max(p["value"] for p in batches) >= 0.3
+    assert {p["tags"]["status"] for p in batches} == {"succeeded"}
+    read = [p for p in points if p["metric"] == "record_count"]  # singer-sdk's: records read
+    assert sum(p["value"] for p in read) == 3500
 
 
 @pytest.mark.parametrize(
