@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,6 @@ def test_hub_definition_is_what_about_says(about: dict) -> None:
         "target-monk",
         "target-monk",
     )
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert hub["repo"] == pyproject["project"]["urls"]["Repository"]
+    assert "logo_url" not in hub  # until a logo is published: no placeholder
