@@ -2,14 +2,17 @@
 
 Starts a throwaway PostgreSQL cluster and the Monk emulator on 127.0.0.1, seeds
 billing rows, runs the pipeline twice (initial load, then an incremental sync of
-new rows), prints what landed on both sides and the state Meltano saved, and
-cleans up everything it started.
+new rows), prints target-monk's own summary lines, what landed on both sides and the
+state Meltano saved, and cleans up everything it started (with --keep, only once you
+press Ctrl-C, so you can look around first).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -45,6 +48,23 @@ def run_pipeline(env: dict[str, str], emulator: MonkEmulator, label: str) -> Non
     print(
         f"\n== {label}: meltano run took {elapsed:.1f} s; {sent} events in {len(batches)} batches"
     )
+    print("target-monk said (Meltano's log of the run, its own lines):")
+    for line in target_lines(done.stderr):
+        print(f"  {line}")
+
+
+TARGET_LINE = re.compile(r"\[(\w+) *\] target-monk(?:\.\w+)? +(.*)$")
+"""A line of target-monk's in Meltano's log: `... [info     ] target-monk  message`."""
+
+
+def target_lines(log: str) -> list[str]:
+    """target-monk's summary, warning and error lines, from Meltano's log of a run."""
+    found = (match.groups() for match in map(TARGET_LINE.search, log.splitlines()) if match)
+    return [
+        message if level == "info" else f"{level.upper()}: {message}"
+        for level, message in found
+        if level != "info" or message.startswith("Summary for stream")
+    ]
 
 
 def report(pg: PgCluster, emulator: MonkEmulator, env: dict[str, str]) -> None:
@@ -73,6 +93,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=25_000, help="rows for the initial load")
     parser.add_argument("--new-rows", type=int, default=1_500, help="rows for the second run")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep PostgreSQL and the emulator until Ctrl-C"
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -80,6 +103,11 @@ def main() -> None:
         pg = PgCluster(Path(tmp) / "pg").start()
         emulator = MonkEmulator(DEMO_KEY).start()
         try:
+            print(
+                "The pipeline of Monk's 'Bulk Event Ingestion' guide (rows of its "
+                "billing_events table\nposted to POST /v1/events/batch with keys sync_<id>), "
+                "as `meltano run tap-postgres target-monk`."
+            )
             print(f"PostgreSQL on 127.0.0.1:{pg.port}, Monk emulator on {emulator.url}")
             env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_MONK_")}
             env.update(
@@ -105,10 +133,29 @@ def main() -> None:
             print("(tap-postgres' bookmark is inclusive: the boundary row is sent again and")
             print(" Monk's idempotency on its key sync_<id> absorbs it)")
             report(pg, emulator, env)
+            look_around(emulator, pg, keep=args.keep)
         finally:
             emulator.stop()
             pg.stop()
     print(f"\ndemo finished in {time.monotonic() - started:.1f} s; cluster and emulator stopped")
+
+
+def look_around(emulator: MonkEmulator, pg: PgCluster, keep: bool) -> None:
+    """Where to look next; with `keep`, wait for Ctrl-C while they can be looked at."""
+    url = emulator.url if keep else "http://127.0.0.1:PORT"
+    print("\nWhere to look next:")
+    print(f"  curl -s {url}/_emulator/stats       # events Monk holds, writes")
+    print(f"  curl -s {url}/_emulator/events      # every event, as Monk stored it")
+    print(f"  curl -s {url}/_emulator/requests    # every batch request and its answer")
+    print("  README.md: 'The Monk emulator' (every endpoint), 'Settings', 'When things go wrong'")
+    if not keep:
+        print("  (./scripts/demo --keep leaves PostgreSQL and the emulator running for that)")
+        return
+    print(f"  psql -h 127.0.0.1 -p {pg.port} -U {pg.user} {pg.database}   # the source rows")
+    print("Press Ctrl-C to stop PostgreSQL and the emulator.")
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
 
 
 if __name__ == "__main__":
