@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/pipeline.py                 # 300k rows
     .venv/bin/python benchmarks/pipeline.py --rows 100000 --shards 4
+    .venv/bin/python benchmarks/pipeline.py --pairs 5       # RECORD mode vs the tap alone
 
 Seeds a throwaway PostgreSQL cluster (target_monk/testing/postgres.py) with `--rows` rows of the
 guide's billing_events table, runs the Monk emulator in its own process, keeps
@@ -15,13 +16,16 @@ SQLite), installs the plugins, then times, one after the other, each from scratc
 - the backfill in `--shards` parallel shards (orchestrate/pipelines.py, BATCH mode),
   as the Dagster job runs them.
 
-Each run's delivery is checked: Monk must hold one event per row.
+Each run's delivery is checked: Monk must hold one event per row. With `--pairs N`,
+only the first two, N times each in turn, then the median and the spread of RECORD
+mode's time over the tap alone's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--pairs", type=int, default=0, help="RECORD mode vs the tap, N times")
     args = parser.parse_args()
     pipelines.check_shards(args.shards)
 
@@ -99,13 +104,23 @@ def main() -> None:
                     for run in runs:
                         run.result()
 
+            def record_mode() -> None:
+                pipelines.meltano("run", "--full-refresh", "tap-postgres", "target-monk")
+
+            if args.pairs:
+                ratios = []
+                for _ in range(args.pairs):
+                    tap = timed("tap alone, RECORD mode", args.rows, tap_alone, url)
+                    record = timed("meltano run, RECORD mode", args.rows, record_mode, url)
+                    ratios.append(record / tap)
+                print(
+                    f"\nmeltano run RECORD / the tap alone, {args.pairs} pairs: median "
+                    f"{statistics.median(ratios):.2f}x, {min(ratios):.2f}x-{max(ratios):.2f}x "
+                    f"({', '.join(f'{r:.2f}' for r in ratios)})"
+                )
+                return
             tap = timed("tap alone, RECORD mode", args.rows, tap_alone, url)
-            record = timed(
-                "meltano run, RECORD mode",
-                args.rows,
-                lambda: pipelines.meltano("run", "--full-refresh", "tap-postgres", "target-monk"),
-                url,
-            )
+            record = timed("meltano run, RECORD mode", args.rows, record_mode, url)
             batch = timed(
                 "meltano run, tap in BATCH mode",
                 args.rows,

@@ -6,14 +6,15 @@ id, primitive-only properties, the 1-hour-future rule, and last-write-wins
 idempotency on `idempotencyKey` (required here, stricter than Monk: target-monk
 always sends one). Any request can be scripted (status,
 Retry-After, delay, a gate the test opens, dropped connection, an answer cut off after
-its headers, a raw answer or redirect);
+its headers, events stored and the connection then dropped, a raw answer or redirect);
 every request is recorded.
 
 Standalone: `python -m target_monk.testing.emulator --port 8787 --api-key mk_test_...`
 serves until interrupted. Control endpoints: `GET /_emulator/events`,
 `/_emulator/requests`, `/_emulator/stats`; `POST /_emulator/reset`, and
 `POST /_emulator/fail_from` with `{"request": n, "rule": {"status": 503}}` (or
-`{"delay": 0.25}`, ...) to script every request from the n-th on.
+`{"delay": 0.25}`, ...) to script every request from the n-th on, and
+`POST /_emulator/fail_every` with `{"every": n, "rule": {...}}` for every n-th request.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class Rule:
     cut: bool = False
     """Handle the request as usual (accepted events are stored), then send the answer's
     headers and half its body and close the connection: the answer is cut off."""
+    accept_then_drop: bool = False
+    """Handle the request as usual (accepted events are stored), then close the
+    connection without answering."""
 
 
 @dataclass
@@ -105,6 +109,8 @@ class MonkEmulator:
         self.script: dict[int, Rule] = {}
         self.script_by_key: dict[str, Rule] = {}
         self.fail_from: tuple[int, Rule] | None = None
+        self.fail_every: list[tuple[int, Rule]] = []
+        """(n, rule): every n-th request is handled by the rule (the first match wins)."""
         self.events: dict[str, dict[str, Any]] = {}
         self.writes: collections.Counter[str] = collections.Counter()
         self.requests: list[RequestRecord] = []
@@ -156,6 +162,7 @@ class MonkEmulator:
             self.script.clear()
             self.script_by_key.clear()
             self.fail_from = None
+            self.fail_every.clear()
 
     def gate(self, name: str) -> threading.Event:
         """The gate a `Rule(gate=name)` request waits at (at most 60 s): `.set()` opens it."""
@@ -183,7 +190,7 @@ class MonkEmulator:
                 return self.script_by_key.pop(key)
         if self.fail_from and number >= self.fail_from[0]:
             return self.fail_from[1]
-        return None
+        return next((rule for every, rule in self.fail_every if number % every == 0), None)
 
     def handle_batch(
         self, auth: str | None, body: bytes, record: RequestRecord
@@ -371,6 +378,11 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
                 emulator.fail_from = (int(script["request"]), Rule(**script["rule"]))
                 self._reply(200, {"ok": True})
                 return
+            if self.path == "/_emulator/fail_every":  # {"every": n, "rule": {Rule fields}}
+                script = json.loads(body)
+                emulator.fail_every.append((int(script["every"]), Rule(**script["rule"])))
+                self._reply(200, {"ok": True})
+                return
             if self.path != "/v1/events/batch":
                 self._reply(404, {"error": {"code": "NOT_FOUND", "message": self.path}})
                 return
@@ -404,6 +416,10 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
                 time.sleep(rule.latency)
             if rule and rule.cut:
                 self._reply_cut(status, answer)
+                return
+            if rule and rule.accept_then_drop:
+                record.dropped = True
+                self.close_connection = True
                 return
             self._reply(status, answer, headers)
 

@@ -1,0 +1,109 @@
+"""target-monk, deliberately broken, for tests/test_chaos_suite.py to show that the
+chaos suite catches each way of breaking it:
+
+    python tests/chaos_sabotage.py MODE --config config.json
+
+Modes: the three violations issue #19's chaos run found, brought back (`schema-late`,
+`cut-not-retried`, `late-signal`), and three more (`state-early`, `drop-record`,
+`stale-version`).
+"""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+from target_monk import client, target
+from target_monk.delivery import Delivery
+from target_monk.pipeline import Pipeline
+from target_monk.target import TargetMonk
+
+
+def state_early() -> None:
+    """STATE written as soon as it arrives, accepted or not."""
+
+    def release(self: Delivery) -> None:
+        if self._states:
+            newest = self._states[-1][1]
+            self._states.clear()
+            if newest != self._last_written:
+                self._write_state(newest)
+                self._last_written = newest
+
+    Delivery._release_states = release  # type: ignore[method-assign]
+
+
+def drop_record() -> None:
+    """The 5th record of the run is lost (but counted)."""
+    original = Pipeline.add_records
+    seen = [0]
+
+    def add_records(self: Pipeline, buffer: t.Any, records: list[dict]) -> None:
+        kept = []
+        for record in records:
+            seen[0] += 1
+            if seen[0] != 5:
+                kept.append(record)
+        original(self, buffer, kept)
+
+    Pipeline.add_records = add_records  # type: ignore[method-assign]
+
+
+def stale_version() -> None:
+    """Of two versions of a key in one batch, the earlier is sent."""
+    original = Delivery.submit
+
+    def submit(self: Delivery, holder: t.Any, events: list[dict], label: str) -> None:
+        original(self, holder, events[::-1], label)
+
+    Delivery.submit = submit  # type: ignore[method-assign]
+
+
+def schema_late() -> None:
+    """A repeated SCHEMA no longer sends the replaced buffer first (it is drained at the
+    end, after later versions of its keys)."""
+    original = Pipeline.open_stream
+
+    def open_stream(self: Pipeline, stream: str, *args: t.Any) -> t.Any:
+        self._buffers.pop(stream, None)
+        return original(self, stream, *args)
+
+    Pipeline.open_stream = open_stream  # type: ignore[method-assign]
+
+
+def cut_not_retried() -> None:
+    """An answer cut off mid-body fails the run instead of being retried."""
+    original = client.transport_failure
+
+    def transport_failure(error: BaseException, timeout: float) -> tuple[str, bool]:
+        reason, retried = original(error, timeout)
+        return reason, retried and "cut off" not in reason
+
+    client.transport_failure = transport_failure
+
+
+def late_signal() -> None:
+    """A finished run ends through the interpreter's shutdown again, where a SIGTERM meets
+    the default handler."""
+    original = target._exit_now
+
+    def exit_now(code: int) -> t.NoReturn:
+        if code == 0:
+            sys.exit(0)
+        original(code)
+
+    target._exit_now = exit_now
+
+
+MODES: dict[str, t.Callable[[], None]] = {
+    "state-early": state_early,
+    "drop-record": drop_record,
+    "stale-version": stale_version,
+    "schema-late": schema_late,
+    "cut-not-retried": cut_not_retried,
+    "late-signal": late_signal,
+}
+
+if __name__ == "__main__":
+    MODES[sys.argv.pop(1)]()
+    TargetMonk.cli()
