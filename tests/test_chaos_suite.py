@@ -24,8 +24,7 @@ def run_all(scenarios: list[Scenario], folder: Path, command: list[str] | None =
     args = {} if command is None else {"command": command}
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         futures = [
-            pool.submit(run_scenario, s, folder / f"{s.seed}-{s.number}", **args)
-            for s in scenarios
+            pool.submit(run_scenario, s, folder / f"{s.seed}-{s.number}", **args) for s in scenarios
         ]
         return [future.result() for future in futures]
 

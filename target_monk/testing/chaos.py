@@ -372,9 +372,8 @@ def run_target(
         if pipe is not None:
             pipe.close()
     seconds = time.monotonic() - started
-    return Outcome(
-        returncode, states, "".join(stderr), seconds, kill.signum if killed.is_set() else None
-    )
+    signum = kill.signum if kill is not None and killed.is_set() else None
+    return Outcome(returncode, states, "".join(stderr), seconds, signum)
 
 
 def run_scenario(scenario: Scenario, folder: Path, command: t.Sequence[str] = TARGET) -> Result:
