@@ -162,8 +162,8 @@ class MonkClient:
                 except _TransientError as failure:
                     if attempts > self.max_retries:
                         msg = (
-                            f"Monk did not accept {label} after {attempts} attempt(s); "
-                            f"last failure: {failure.reason}"
+                            f"Monk did not accept {label} after {attempts} attempt(s) to "
+                            f"{self.url}; last failure: {failure.reason}"
                         )
                         raise MonkUnavailableError(msg) from None
                     wait = self._wait_time(attempts, failure.retry_after)

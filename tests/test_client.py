@@ -193,7 +193,8 @@ def test_transport_failures_are_classified_retried_or_not_and_named(
     emulator: MonkEmulator,
 ) -> None:
     """A typo in the host fails at once, naming the problem; so does TLS spoken to a
-    plain-HTTP server; a refused connection is retried, then named with its batch."""
+    plain-HTTP server; a refused connection is retried, then named with its batch.
+    Each failure names the URL (issue #18: it named neither host nor cause)."""
     cases = {
         "http://monk-typo.invalid:8787": ("does not resolve (DNS)", 1),
         emulator.url.replace("http://", "https://"): ("TLS failed", 1),
@@ -208,5 +209,6 @@ def test_transport_failures_are_classified_retried_or_not_and_named(
         message = str(info.value)
         assert "batch #3" in message
         assert reason in message
+        assert client.url in message
         assert (f"after {attempts} attempt(s)" in message) == (attempts > 1)
     assert emulator.requests == []
