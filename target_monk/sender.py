@@ -70,13 +70,9 @@ class Sender:
         2 * log2(batch size) extra requests per rejected event."""
         try:
             receipt = self.client.send_batch(body, label, len(events))
-        except MonkError as exc:
+        except MonkRejectedError as exc:
             self.report.failed(stream, exc.attempts)
-            if (
-                self.dead_letters is None
-                or not isinstance(exc, MonkRejectedError)
-                or exc.status not in SPLIT_ON
-            ):
+            if self.dead_letters is None or exc.status not in SPLIT_ON:
                 raise
             if len(events) == 1:
                 self.dead_letters.rejected(stream, events[0], exc)
@@ -87,10 +83,17 @@ class Sender:
                 half_label = f"{label}, {which} {len(half)} events"
                 self._post(stream, half, encode_batch(half), half_label)
             return
+        except MonkError as exc:
+            self.report.failed(stream, exc.attempts)
+            raise
         accepted = self.report.accepted(stream, events, len(body), receipt.attempts)
-        tags = {"stream": stream, "endpoint": BATCH_PATH, "http_status_code": receipt.status}
-        tags["status"] = "succeeded"
-        log_metric("timer", "http_request_duration", receipt.seconds, tags)
+        request = {
+            "stream": stream,
+            "endpoint": BATCH_PATH,
+            "http_status_code": receipt.status,
+            "status": "succeeded",
+        }
+        log_metric("timer", "http_request_duration", receipt.seconds, request)
         log_metric("counter", "events_accepted", len(events), {"stream": stream})
         logger.info(
             "Monk accepted %s (requestId %s, %d attempt(s))",
