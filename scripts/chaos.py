@@ -70,6 +70,12 @@ def report(result, out: Path) -> int:
     scenario = result.scenario
     runs = ", ".join(f"exit {r.returncode} in {r.seconds:.1f} s" for r in result.runs)
     print(f"{'ok  ' if result.ok else 'FAIL'} {scenario.describe()}: {runs}", flush=True)
+    if result.late_landings:
+        print(
+            f"     note: {len(result.late_landings)} row(s) overwritten with an older version "
+            "by a request the target had given up on, stored late (Monk's last write "
+            f"wins; see the README): {result.late_landings[0]}"
+        )
     if result.ok:
         return 0
     folder = save(result, out / f"seed-{scenario.seed}-{scenario.number}")

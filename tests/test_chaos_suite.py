@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from target_monk.testing.chaos import Result, Scenario, run_scenario, save
+from target_monk.testing.chaos import (
+    Result,
+    Scenario,
+    fault_rule,
+    record_message,
+    run_scenario,
+    save,
+    schema_message,
+    state_message,
+)
 
 SEEDS = (2026, 19)
 SCENARIOS_PER_SEED = 24
@@ -76,3 +85,24 @@ def test_the_suite_catches_a_broken_target(
         if caught:
             break
     assert caught, f"no scenario caught {mode}"
+
+
+def test_a_late_landing_is_told_apart_from_a_violation(tmp_path: Path) -> None:
+    """Monk stores a request the target gave up on (it timed out) after the retry was
+    accepted and after the row's next version was: Monk's last write wins keeps the
+    older version. No sender can prevent that; the suite reports it apart, and still
+    fails a target that sends the older version itself (test above, stale-version)."""
+    messages = [
+        schema_message("s", "int", extra=False),
+        record_message("s", "int", 1, 1),
+        record_message("s", "int", 1, 2),
+        state_message(2, ""),
+    ]
+    settings = {**Scenario.generate(0, 0).settings, "batch_size_rows": 1, "max_in_flight": 1}
+    settings.update(max_retries=2, validate_records=False, flush_interval_seconds=60)
+    slow = {**fault_rule("timeout"), "delay": 3.0}  # stored long after the retry and v2
+    scenario = Scenario(0, 0, messages, settings, faults={1: slow})
+    result = run_scenario(scenario, tmp_path)
+    assert result.ok, result.violations
+    assert result.late_landings, "the timed-out request should have landed after version 2"
+    assert "is held at version 1 < 2" in result.late_landings[0]

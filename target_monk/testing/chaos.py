@@ -261,15 +261,19 @@ class Outcome:
     stderr: str
     seconds: float
     killed_by: int | None = None
+    killed_at: float | None = None
+    """When the signal was sent (time.time())."""
 
 
 @dataclass
 class Result:
-    """A scenario's runs and the violations found."""
+    """A scenario's runs, the violations found, and the rows a request the target had
+    abandoned overwrote with an older version when it landed late (see `held`)."""
 
     scenario: Scenario
     runs: list[Outcome]
     violations: list[str]
+    late_landings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -321,11 +325,13 @@ def run_target(
         env=env,
     )
     killed = threading.Event()
+    killed_at: list[float] = []
     stderr: list[str] = []
 
     def send_kill() -> None:
         if kill is not None and not killed.is_set() and process.poll() is None:
             killed.set()
+            killed_at.append(time.time())
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(kill.signum)
 
@@ -373,7 +379,8 @@ def run_target(
             pipe.close()
     seconds = time.monotonic() - started
     signum = kill.signum if kill is not None and killed.is_set() else None
-    return Outcome(returncode, states, "".join(stderr), seconds, signum)
+    when = killed_at[0] if killed_at else None
+    return Outcome(returncode, states, "".join(stderr), seconds, signum, when)
 
 
 def run_scenario(scenario: Scenario, folder: Path, command: t.Sequence[str] = TARGET) -> Result:
@@ -386,7 +393,22 @@ def run_scenario(scenario: Scenario, folder: Path, command: t.Sequence[str] = TA
         config = {"api_key": API_KEY, "api_url": emulator.url, **scenario.settings}
         data = input_lines(scenario.messages, folder, scenario.corrupt_at)
         first = run_target(list(command), config, data, folder, emulator, scenario.kill)
-        violations = check_run(scenario, scenario.messages, first, emulator)
+        settle(emulator)
+        first_requests = len(emulator.requests)
+        timeouts = {n for n, rule in scenario.faults.items() if rule["name"] == "timeout"}
+
+        def abandoned() -> set[int]:
+            """Requests the target gave up on: answered after its timeout, or still in
+            Monk's hands when the process was killed."""
+            after_kill = {
+                r.number
+                for r in emulator.requests[:first_requests]
+                if first.killed_at and (r.accepted_at or 0) > first.killed_at
+            }
+            return {n for n in timeouts if n <= first_requests} | after_kill
+
+        late: list[str] = []
+        violations = check_run(scenario, scenario.messages, first, emulator, abandoned(), late)
         runs = [first]
         if first.killed_by is not None or first.returncode != 0:
             # The tap runs again from its bookmark; the corrupt line or the fault is gone.
@@ -394,11 +416,25 @@ def run_scenario(scenario: Scenario, folder: Path, command: t.Sequence[str] = TA
             emulator.script.clear()
             data = input_lines(replay, folder / "replay")
             second = run_target(list(command), config, data, folder, emulator, None)
+            settle(emulator)
             runs.append(second)
             violations += [
-                f"replay: {v}" for v in check_run(scenario, replay, second, emulator, fixed=True)
+                f"replay: {v}"
+                for v in check_run(
+                    scenario, replay, second, emulator, abandoned(), late, fixed=True
+                )
             ]
-    return Result(scenario, runs, violations)
+    return Result(scenario, runs, violations, sorted(set(late)))
+
+
+def settle(emulator: MonkEmulator, seconds: float = 5.0) -> None:
+    """Wait (a while at most) until Monk has finished every request it received, so that
+    one the target gave up on is stored, or not, before the checks look."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(
+        r.status == 0 and not r.dropped for r in list(emulator.requests)
+    ):
+        time.sleep(0.01)
 
 
 def replay_messages(messages: list[dict], states: list[str]) -> list[dict]:
@@ -444,21 +480,39 @@ def latest_versions(messages: list[dict], before: int | None = None) -> dict[tup
     return latest
 
 
-def held(emulator: MonkEmulator) -> tuple[dict[tuple, int], list[str]]:
-    """Per identity, the version Monk holds; and keys shared by two identities or
-    identities under two keys."""
+def held(
+    emulator: MonkEmulator,
+    abandoned: set[int] = frozenset(),  # type: ignore[assignment]
+) -> tuple[dict[tuple, int], list[str], set[tuple]]:
+    """Per identity, the version Monk holds; keys shared by two identities or
+    identities under two keys; and the identities last written by an abandoned request.
+
+    Those are Monk's last write wins meeting a request the target gave up on (it timed
+    out, or the process died) that Monk still stored later, after a newer version of
+    the row was accepted: no sender can prevent that, so it is reported apart."""
     versions: dict[tuple, int] = {}
     keys: dict[tuple, str] = {}
     problems = []
     with emulator.lock:
         events = dict(emulator.events)
+        last_writer: dict[str, tuple[float, int]] = {}
+        for request in emulator.requests:
+            stored = request.accepted_at
+            if stored is None:
+                continue
+            for key in request.keys:
+                if last_writer.get(key, (0.0, 0))[0] <= stored:
+                    last_writer[key] = (stored, request.number)
+    late = set()
     for key, event in events.items():
         identity = identity_of(event["properties"])
         if identity in keys:
             problems.append(f"row {identity} is held under two keys, {keys[identity]} and {key}")
         keys[identity] = key
         versions[identity] = event["properties"]["v"]
-    return versions, problems
+        if last_writer.get(key, (0.0, 0))[1] in abandoned:
+            late.add(identity)
+    return versions, problems, late
 
 
 def check_run(
@@ -466,12 +520,15 @@ def check_run(
     messages: list[dict],
     run: Outcome,
     emulator: MonkEmulator,
+    abandoned: set[int],
+    late: list[str],
     fixed: bool = False,
 ) -> list[str]:
     """The invariants of one run: STATE lines whole and in input order; every record
     before the last STATE held in its latest version (or a later one); no key invented
     or shared; a failure said in one line, without traceback or key; exit 0 only when
-    everything was accepted, and always when nothing could stop it; no hang."""
+    everything was accepted, and always when nothing could stop it; no hang. A row an
+    abandoned request overwrote late goes to `late`, not to the violations."""
     violations = []
     if run.seconds > RUN_TIMEOUT:
         violations.append(f"the run did not end within {RUN_TIMEOUT:g} s")
@@ -494,7 +551,7 @@ def check_run(
             positions.append(index)
     if positions != sorted(set(positions)):
         violations.append(f"STATE lines out of input order: message positions {positions}")
-    versions, problems = held(emulator)
+    versions, problems, late_rows = held(emulator, abandoned)
     violations += problems
     sent = latest_versions(scenario.messages)
     for identity, version in versions.items():
@@ -503,7 +560,7 @@ def check_run(
     if positions:
         for identity, version in latest_versions(messages, before=positions[-1]).items():
             if versions.get(identity, 0) < version:
-                violations.append(
+                (late if identity in late_rows else violations).append(
                     f"STATE {positions[-1]} written, but row {identity} is held at version "
                     f"{versions.get(identity)} < {version}"
                 )
@@ -512,7 +569,8 @@ def check_run(
         violations += check_stderr(run)
     valid = fixed or scenario.corrupt_at is None
     if run.returncode == 0 and valid:
-        violations += [f"exit 0, but {v}" for v in check_complete(messages, emulator)]
+        for identity, problem in check_complete(messages, versions):
+            (late if identity in late_rows else violations).append(f"exit 0, but {problem}")
     if run.returncode == 0 and not valid:
         violations.append("exit 0 on input with a corrupt line")
     should_finish = (fixed or scenario.recoverable) and run.killed_by is None
@@ -521,16 +579,13 @@ def check_run(
     return violations
 
 
-def check_complete(messages: list[dict], emulator: MonkEmulator) -> list[str]:
-    """Monk holds every row in its latest version, and nothing else."""
-    versions, _ = held(emulator)
-    violations = []
-    for identity, version in latest_versions(messages).items():
-        if versions.get(identity) != version:
-            violations.append(
-                f"row {identity} is held at version {versions.get(identity)}, not {version}"
-            )
-    return violations
+def check_complete(messages: list[dict], versions: dict[tuple, int]) -> list[tuple[tuple, str]]:
+    """(row, problem) for every row Monk does not hold in its latest version."""
+    return [
+        (identity, f"row {identity} is held at version {versions.get(identity)}, not {version}")
+        for identity, version in latest_versions(messages).items()
+        if versions.get(identity) != version
+    ]
 
 
 def check_stderr(run: Outcome) -> list[str]:
