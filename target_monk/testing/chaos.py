@@ -568,11 +568,12 @@ def check_run(
     if not killed_hard:
         violations += check_stderr(run)
     valid = fixed or scenario.corrupt_at is None
-    if run.returncode == 0 and valid:
+    # Stopped by a signal, exit 0 says every record *read* was accepted, not all input.
+    if run.returncode == 0 and run.killed_by is None and not valid:
+        violations.append("exit 0 on input with a corrupt line")
+    if run.returncode == 0 and run.killed_by is None and valid:
         for identity, problem in check_complete(messages, versions):
             (late if identity in late_rows else violations).append(f"exit 0, but {problem}")
-    if run.returncode == 0 and not valid:
-        violations.append("exit 0 on input with a corrupt line")
     should_finish = (fixed or scenario.recoverable) and run.killed_by is None
     if should_finish and run.returncode != 0:
         violations.append(f"exit {run.returncode} although nothing could stop the run")
