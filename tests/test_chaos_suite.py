@@ -100,7 +100,7 @@ def test_a_late_landing_is_told_apart_from_a_violation(tmp_path: Path) -> None:
     ]
     settings = {**Scenario.generate(0, 0).settings, "batch_size_rows": 1, "max_in_flight": 1}
     settings.update(max_retries=2, validate_records=False, flush_interval_seconds=60)
-    slow = {**fault_rule("timeout"), "delay": 3.0}  # stored long after the retry and v2
+    slow = {**fault_rule("timeout"), "delay": 6.0}  # stored long after the retry and v2
     scenario = Scenario(0, 0, messages, settings, faults={1: slow})
     result = run_scenario(scenario, tmp_path)
     assert result.ok, result.violations

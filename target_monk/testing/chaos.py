@@ -112,7 +112,7 @@ class Scenario:
             "max_retries": rng.randint(0, 5),
             "retry_backoff_seconds": 0.01,
             "max_retry_wait_seconds": 0.05,
-            "request_timeout_seconds": 0.5,
+            "request_timeout_seconds": 2,  # far above a loaded machine's answers
             "flush_interval_seconds": rng.choice((0.2, 1, 60)),
             "max_buffered_events": rng.choice((20, 200, 50_000)),
             "validate_records": rng.random() < 0.25,
@@ -242,7 +242,7 @@ def fault_rule(name: str) -> dict[str, t.Any]:
         "500": {"status": 500},
         "503": {"status": 503},
         "drop": {"drop": True},
-        "timeout": {"delay": 0.7},  # longer than request_timeout_seconds: stored, unanswered
+        "timeout": {"delay": 2.3},  # past request_timeout_seconds: stored, unanswered
         "cut": {"cut": True},
         "accept-then-drop": {"accept_then_drop": True},
     }
@@ -427,7 +427,7 @@ def run_scenario(scenario: Scenario, folder: Path, command: t.Sequence[str] = TA
     return Result(scenario, runs, violations, sorted(set(late)))
 
 
-def settle(emulator: MonkEmulator, seconds: float = 5.0) -> None:
+def settle(emulator: MonkEmulator, seconds: float = 10.0) -> None:
     """Wait (a while at most) until Monk has finished every request it received, so that
     one the target gave up on is stored, or not, before the checks look."""
     deadline = time.monotonic() + seconds
