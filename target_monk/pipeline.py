@@ -80,6 +80,8 @@ class Pipeline:
         self._records_read: collections.Counter[str] = collections.Counter()
         self._unchecked_records = 0
         self._summary: dict[str, t.Any] | None = None
+        self._failure: TargetMonkError | None = None
+        self._failure_said = False
 
     # Input, from the reading thread.
 
@@ -264,12 +266,19 @@ class Pipeline:
         for them (at most 2 x request_timeout_seconds + 5 s: max_in_flight being
         posted, then the one waiting for a sender), write no STATE from then on, log
         the summary of what Monk accepted, then one `target-monk failed:` line."""
+        self._failure = error
         self.client.stop()
         self.delivery.wait_for_running(timeout=2 * self.settings.request_timeout_seconds + 5)
         self.state_lines.close()
         self._close_files()
         self.log_summary()
-        logger.error("target-monk failed: %s", error)
+        self._say_failed()
+
+    def _say_failed(self) -> None:
+        """The one `target-monk failed:` line (from `fail`, or from a signal during it)."""
+        if not self._failure_said:
+            logger.error("target-monk failed: %s", self._failure)
+            self._failure_said = True
 
     def _close_files(self) -> None:
         self.deleted.close()
@@ -281,10 +290,14 @@ class Pipeline:
     def on_signal(self, signum: int, exit_now: t.Callable[[int], t.NoReturn]) -> None:
         """SIGTERM/SIGINT: stop at once; never let a STATE out past an unaccepted
         record, nor half a STATE line (see `StateLines`). `exit_now` ends the process
-        with 0 if every record received was accepted, else 1."""
+        with 0 if every record received was accepted, else 1. During `fail`, the
+        failure's line is the one line (said now if it was not yet), and the exit 1."""
 
         def stop() -> t.NoReturn:
             delivered = self.delivery.halt()
+            if self._failure is not None:  # failing already: that is the one line
+                self._say_failed()
+                exit_now(1)
             logger.error(
                 "Received signal %d: stopping. %s",
                 signum,

@@ -154,6 +154,34 @@ def test_a_failed_run_writes_no_state_after_and_says_why_in_one_line(
     assert emulator.held_keys() == {"s:1", "s:2"}
 
 
+def test_a_signal_while_failing_adds_no_second_line(
+    emulator: MonkEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the chaos suite (seed 437924, scenario 258): a SIGINT right after a
+    failed run's summary printed `Received signal 2: stopping...` after its
+    `target-monk failed:` line, two lines for one failure."""
+    emulator.fail_from = (1, Rule(status=400, code="INVALID"))
+    pipeline = pipeline_for(emulator, tmp_path, batch_size_rows=2, max_in_flight=1)
+    buffer = pipeline.open_stream("s", ["id"], SCHEMA)
+    pipeline.add_records(buffer, rows("s", [1, 2, 3]))
+    codes: list[int] = []
+
+    def exit_now(code: int) -> t.NoReturn:
+        codes.append(code)
+        raise SystemExit(code)
+
+    with caplog.at_level(logging.INFO, logger="target-monk"):
+        with pytest.raises(DeliveryFailed) as failure:
+            pipeline.finish()
+        pipeline.fail(failure.value)
+        with pytest.raises(SystemExit):
+            pipeline.on_signal(2, exit_now)
+    messages = [r.message for r in caplog.records]
+    assert len([m for m in messages if m.startswith("target-monk failed:")]) == 1
+    assert not [m for m in messages if m.startswith("Received signal")]
+    assert codes == [1]
+
+
 def test_a_dry_run_sends_nothing_and_writes_no_state(
     emulator: MonkEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
