@@ -177,10 +177,9 @@ def test_the_summary_of_a_failed_run_counts_every_request(
     with caplog.at_level(logging.INFO, logger="target-monk"), pytest.raises(TargetMonkError):
         run_in_process(config, data.text(), capfd)
     summary = summary_of(caplog.text)
-    batches_tried = len({tuple(r.keys) for r in emulator.accepted_requests()})
     assert summary["records_read"] == 12
     assert summary["requests"] == len(emulator.requests) > 4
-    assert summary["streams"]["s"]["requests_accepted"] == batches_tried == 1
+    assert summary["streams"]["s"]["requests_accepted"] == len(emulator.accepted_requests()) == 1
     assert summary["events_accepted"] == 5
     # every batch's first request is not a retry; at most 3 batches were sent
     assert len(emulator.requests) - 3 <= summary["retries"] < len(emulator.requests)

@@ -173,9 +173,9 @@ def test_the_readme_install_block_runs_as_written(emulator: MonkEmulator, tmp_pa
     assert states[-1] == data.keys_before_state[-1][0]
 
     # Through Meltano too, a misspelt setting is refused, not ignored.
-    for setting in (["config", "set", "target-monk", "dryrun", "true"], ["invoke", "target-monk"]):
+    for command in (["config", "set", "target-monk", "dryrun", "true"], ["invoke", "target-monk"]):
         typo = subprocess.run(
-            [MELTANO, *setting],
+            [MELTANO, *command],
             cwd=project,
             env=env,
             input="",

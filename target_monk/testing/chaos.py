@@ -229,9 +229,8 @@ def in_batch_messages(messages: list[dict], rng: random.Random) -> list[dict]:
         ):
             previous["rows"].append(message["record"])
         else:
-            gzip_it = rng.random() < 0.5
-            out.append({"type": "BATCH", "stream": message["stream"], "gzip": gzip_it, "rows": []})
-            out[-1]["rows"].append(message["record"])
+            batch = {"type": "BATCH", "stream": message["stream"], "gzip": rng.random() < 0.5}
+            out.append({**batch, "rows": [message["record"]]})
     return out
 
 
