@@ -81,7 +81,7 @@ class Pipeline:
         self._unchecked_records = 0
         self._summary: dict[str, t.Any] | None = None
         self._failure: TargetMonkError | None = None
-        self._failure_said = False
+        self._reporting = False
 
     # Input, from the reading thread.
 
@@ -269,16 +269,17 @@ class Pipeline:
         self._failure = error
         self.client.stop()
         self.delivery.wait_for_running(timeout=2 * self.settings.request_timeout_seconds + 5)
+        self._report_failure()
+
+    def _report_failure(self) -> None:
+        """No STATE from now on, files closed, the summary, then the one `target-monk
+        failed:` line. Once: from `fail`, or from a signal handler that interrupted
+        `fail` before this began (both run in the reading thread)."""
+        self._reporting = True
         self.state_lines.close()
         self._close_files()
         self.log_summary()
-        self._say_failed()
-
-    def _say_failed(self) -> None:
-        """The one `target-monk failed:` line (from `fail`, or from a signal during it)."""
-        if not self._failure_said:
-            logger.error("target-monk failed: %s", self._failure)
-            self._failure_said = True
+        logger.error("target-monk failed: %s", self._failure)
 
     def _close_files(self) -> None:
         self.deleted.close()
@@ -291,12 +292,13 @@ class Pipeline:
         """SIGTERM/SIGINT: stop at once; never let a STATE out past an unaccepted
         record, nor half a STATE line (see `StateLines`). `exit_now` ends the process
         with 0 if every record received was accepted, else 1. During `fail`, the
-        failure's line is the one line (said now if it was not yet), and the exit 1."""
+        failure's line is the one line and the exit 1: reported at once if `fail` was
+        still waiting for batches, else left to finish."""
 
         def stop() -> t.NoReturn:
             delivered = self.delivery.halt()
-            if self._failure is not None:  # failing already: that is the one line
-                self._say_failed()
+            if self._failure is not None:  # failing: the failure's line is the one line
+                self._report_failure()
                 exit_now(1)
             logger.error(
                 "Received signal %d: stopping. %s",
@@ -308,6 +310,8 @@ class Pipeline:
             )
             exit_now(0 if delivered else 1)
 
+        if self._reporting:  # a failed run is saying so, then exits 1: let it finish
+            return
         if self.state_lines.stop_after_line(stop):
             return
         self.state_lines.close()

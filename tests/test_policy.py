@@ -154,12 +154,20 @@ def test_a_failed_run_writes_no_state_after_and_says_why_in_one_line(
     assert emulator.held_keys() == {"s:1", "s:2"}
 
 
+@pytest.mark.parametrize("moment", ["waiting for batches", "saying why", "after"])
 def test_a_signal_while_failing_adds_no_second_line(
-    emulator: MonkEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    moment: str,
+    emulator: MonkEmulator,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Found by the chaos suite (seed 437924, scenario 258): a SIGINT right after a
-    failed run's summary printed `Received signal 2: stopping...` after its
-    `target-monk failed:` line, two lines for one failure."""
+    """Found by the chaos suite: a SIGINT right after a failed run's summary printed
+    `Received signal 2: stopping...` after its `target-monk failed:` line (seed 437924,
+    scenario 258), and, once that was fixed, a SIGINT landing while the failure line
+    was being written printed it twice (seed 2026, scenario 16). The signal handler
+    runs in the reading thread, between any two steps of `fail`: it is called here at
+    each moment a signal can land."""
     emulator.fail_from = (1, Rule(status=400, code="INVALID"))
     pipeline = pipeline_for(emulator, tmp_path, batch_size_rows=2, max_in_flight=1)
     buffer = pipeline.open_stream("s", ["id"], SCHEMA)
@@ -170,16 +178,35 @@ def test_a_signal_while_failing_adds_no_second_line(
         codes.append(code)
         raise SystemExit(code)
 
+    def signal_now(*_: object, **__: object) -> None:
+        pipeline.on_signal(2, exit_now)
+
+    class SignalWhileSaying(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("target-monk failed:"):
+                signal_now()
+
+    if moment == "waiting for batches":
+        monkeypatch.setattr(pipeline.delivery, "wait_for_running", signal_now)
+    if moment == "saying why":
+        logging.getLogger("target-monk").addHandler(SignalWhileSaying())
     with caplog.at_level(logging.INFO, logger="target-monk"):
         with pytest.raises(DeliveryFailed) as failure:
             pipeline.finish()
-        pipeline.fail(failure.value)
-        with pytest.raises(SystemExit):
-            pipeline.on_signal(2, exit_now)
+        try:
+            pipeline.fail(failure.value)
+            if moment == "after":
+                signal_now()
+        except SystemExit:
+            pass
+        finally:
+            logging.getLogger("target-monk").handlers.clear()
     messages = [r.message for r in caplog.records]
     assert len([m for m in messages if m.startswith("target-monk failed:")]) == 1
+    assert len([m for m in messages if m.startswith("target-monk summary:")]) == 1
     assert not [m for m in messages if m.startswith("Received signal")]
-    assert codes == [1]
+    # Exit 1: from the handler if fail() was still waiting, else from the failed run.
+    assert codes == ([1] if moment == "waiting for batches" else [])
 
 
 def test_a_dry_run_sends_nothing_and_writes_no_state(
