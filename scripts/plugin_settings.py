@@ -100,6 +100,16 @@ HUB_HEAD: dict[str, t.Any] = {
     "maintenance_status": "active",
     "quality": "silver",
     "keywords": ["meltano_sdk", "billing", "usage-based billing"],
+    "commands": {
+        "reconcile": {
+            "args": "reconcile --config ENV",
+            "description": (
+                "Compare the delivery ledger with the events Monk lists, per customer and "
+                "day (see the README, 'Proving the bill'); add --start/--end, --sample, "
+                "--resend-missing."
+            ),
+        }
+    },
 }
 """Meltano Hub's loader definition fields besides capabilities and settings. No
 `logo_url` until a logo is published (see the README, Install); `repo` is

@@ -181,11 +181,7 @@ class MonkClient:
             raise
 
     def _wait_time(self, failed_attempts: int, retry_after: float | None) -> float:
-        """Exponential wait with jitter, capped; or the server's Retry-After, capped."""
-        if retry_after is not None:
-            return min(retry_after, MAX_RETRY_AFTER_SECONDS)
-        base = self.backoff_seconds * float(2 ** min(failed_attempts - 1, 30))
-        return min(self.max_wait_seconds, base / 2 + random.uniform(0, base / 2))  # noqa: S311
+        return wait_time(failed_attempts, retry_after, self.backoff_seconds, self.max_wait_seconds)
 
     def _post_once(self, body: bytes, label: str, count: int, attempt: int) -> Receipt:
         started = time.monotonic()
@@ -214,10 +210,10 @@ class MonkClient:
                 f"POST would be re-sent as a GET). Check api_url (it posts to {self.url})."
             )
             raise MonkAnswerError(msg)
-        error = _error_envelope(response)
+        error = error_envelope(response)
         if status == 429 or status >= 500:
             reason = f"HTTP {status} {error.get('code', '')}".rstrip()
-            raise _TransientError(reason, _retry_after(response))
+            raise _TransientError(reason, retry_after(response))
         if status in (401, 403):
             msg = (
                 f"API key refused by Monk (HTTP {status} {error.get('code', '')}) while "
@@ -225,6 +221,17 @@ class MonkClient:
             )
             raise MonkAuthError(msg)
         raise MonkRejectedError(label, status, error)
+
+
+def wait_time(
+    failed_attempts: int, retry_after: float | None, backoff_seconds: float, max_wait: float
+) -> float:
+    """Before retry n: backoff_seconds * 2**(n-1), jittered between half and all of it, at
+    most `max_wait`; or the server's Retry-After, at most MAX_RETRY_AFTER_SECONDS."""
+    if retry_after is not None:
+        return min(retry_after, MAX_RETRY_AFTER_SECONDS)
+    base = backoff_seconds * float(2 ** min(failed_attempts - 1, 30))
+    return min(max_wait, base / 2 + random.uniform(0, base / 2))  # noqa: S311
 
 
 def transport_failure(error: BaseException, timeout: float) -> tuple[str, bool]:
@@ -291,14 +298,14 @@ def _json_or_empty(response: requests.Response) -> dict[str, t.Any]:
     return answer if isinstance(answer, dict) else {}
 
 
-def _error_envelope(response: requests.Response) -> dict[str, t.Any]:
+def error_envelope(response: requests.Response) -> dict[str, t.Any]:
     error = _json_or_empty(response).get("error")
     if isinstance(error, dict):
         return error
     return {"code": "", "message": response.text[:500]}
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after(response: requests.Response) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date), if any."""
     value = response.headers.get("Retry-After")
     if not value:

@@ -42,6 +42,14 @@ class DeadLettersWritten(TargetMonkError):
     """The run dead-lettered records and fail_on_dead_letter is on."""
 
 
+class LedgerError(TargetMonkError):
+    """The delivery ledger cannot be opened, written or read."""
+
+
+class ReconcileError(TargetMonkError):
+    """`reconcile` could not check: Monk's read API failed for good, or bad arguments."""
+
+
 class DeliveryFailed(TargetMonkError):
     """Raised in the reading thread once any batch has failed for good."""
 

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import typing as t
+import uuid
 from pathlib import Path
 
 import msgspec
@@ -23,6 +24,7 @@ from target_monk.client import MonkClient
 from target_monk.delivery import Delivery
 from target_monk.encoding import encode_json
 from target_monk.errors import DeadLettersWritten, InvalidRecordError
+from target_monk.ledger import Ledger
 from target_monk.mapping import EventMapper, KeySpace
 from target_monk.outputs import DeadLetters, DryRunClient, JsonLinesFile, StateLines
 from target_monk.report import RunReport
@@ -64,12 +66,14 @@ class Pipeline:
             )
         )
         self.state_lines = StateLines(write=not settings.dry_run)
+        self.ledger = self._open_ledger(settings)
         sender = Sender(
             self.client,
             self.report,
             self.dead_letters,
             max_batch_bytes=settings.max_batch_bytes,
             progress_every=settings.progress_every_batches,
+            ledger=self.ledger,
         )
         self.delivery: Delivery[StreamBuffer] = Delivery(
             sender, self.state_lines.write, max_in_flight=settings.max_in_flight
@@ -82,6 +86,27 @@ class Pipeline:
         self._summary: dict[str, t.Any] | None = None
         self._failure: TargetMonkError | None = None
         self._reporting = False
+
+    @staticmethod
+    def _open_ledger(settings: Settings) -> Ledger | None:
+        """The delivery ledger (none in a dry run: nothing is accepted), this run
+        registered in it and rows past the retention forgotten.
+
+        Raises:
+            LedgerError: it cannot be opened.
+        """
+        if settings.ledger_location is None or settings.dry_run:
+            return None
+        ledger = Ledger(settings.ledger_location, run_id=uuid.uuid4().hex)
+        pruned = ledger.prune(settings.ledger_retention_days)
+        if pruned:
+            logger.info(
+                "Ledger: forgot %d events older than %d days",
+                pruned,
+                settings.ledger_retention_days,
+            )
+        logger.info("Ledger: %s (run %s)", ledger.location, ledger.run_id)
+        return ledger
 
     # Input, from the reading thread.
 
@@ -283,6 +308,8 @@ class Pipeline:
 
     def _close_files(self) -> None:
         self.deleted.close()
+        if self.ledger is not None:
+            self.ledger.close()
         if self.dead_letters is not None:
             self.dead_letters.file.close()
         if isinstance(self.client, DryRunClient):

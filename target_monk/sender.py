@@ -18,6 +18,7 @@ from target_monk.report import log_metric
 if t.TYPE_CHECKING:
     from target_monk.client import Poster
     from target_monk.delivery import Batch
+    from target_monk.ledger import Ledger
     from target_monk.outputs import DeadLetters
     from target_monk.report import RunReport
 
@@ -37,14 +38,17 @@ class Sender:
         dead_letters: DeadLetters | None,
         max_batch_bytes: int,
         progress_every: int,
+        ledger: Ledger | None = None,
     ) -> None:
         """Post with `client`, count in `report`; with `dead_letters`, split rejected
-        batches instead of failing."""
+        batches instead of failing; with `ledger`, record what Monk accepted there
+        before the batch counts as accepted."""
         self.client = client
         self.report = report
         self.dead_letters = dead_letters
         self.max_batch_bytes = max_batch_bytes
         self.progress_every = progress_every
+        self.ledger = ledger
 
     def __call__(self, batch: Batch) -> None:
         """Send `batch` in as few requests as keep each within `max_batch_bytes`."""
@@ -87,6 +91,8 @@ class Sender:
             self.report.failed(stream, exc.attempts)
             raise
         accepted = self.report.accepted(stream, events, len(body), receipt.attempts)
+        if self.ledger is not None:
+            self.ledger.record(stream, events, receipt.request_id)
         request = {
             "stream": stream,
             "endpoint": BATCH_PATH,

@@ -22,6 +22,7 @@ from target_monk.mapping import MappingSettings
 MAX_BATCH_EVENTS = 10_000
 """Monk's limit of events per request."""
 DEFAULT_API_URL = "https://events-api.monk.com"
+DEFAULT_READ_API_URL = "https://api.monk.com"
 
 SECONDS = th.CustomType({"type": ["number", "string"], "pattern": r"^\s*\d+(\.\d+)?\s*$"})
 """A number of seconds, or its text: Meltano 4.4.1 cannot pass a `decimal` setting
@@ -269,6 +270,61 @@ SCHEMA: dict[str, t.Any] = th.PropertiesList(
         description="Allow a plain http api_url to a host other than this machine.",
     ),
     th.Property(
+        "ledger",
+        th.BooleanType,
+        default=True,
+        description=(
+            "Keep a delivery ledger: every event Monk accepted, as sent, with its "
+            "requestId and run, for `target-monk reconcile` (see the README, 'Proving "
+            "the bill'). Never written in a dry run."
+        ),
+    ),
+    th.Property(
+        "ledger_path",
+        th.StringType,
+        default="target-monk-ledger.sqlite",
+        description="The ledger's SQLite file (WAL mode), unless ledger_url is set.",
+    ),
+    th.Property(
+        "ledger_url",
+        th.StringType,
+        secret=True,
+        description=(
+            "A postgresql:// URL for the ledger instead of the file: sharded runs and "
+            "clusters write one ledger concurrently (needs target-monk[postgres])."
+        ),
+    ),
+    th.Property(
+        "ledger_retention_days",
+        th.IntegerType(minimum=1),
+        default=400,
+        description="Ledger rows are kept for events of the last this many days.",
+    ),
+    th.Property(
+        "read_api_url",
+        th.StringType,
+        default=DEFAULT_READ_API_URL,
+        description=(
+            "Monk API host that reconcile reads events from "
+            "(sandbox: https://api-sandbox.monk.com); the key needs usage:read."
+        ),
+    ),
+    th.Property(
+        "reconcile_settle_seconds",
+        SECONDS,
+        default=900,
+        description=(
+            "Events accepted less than this long ago and not yet listed by Monk are "
+            "pending, not missing (Monk processes events asynchronously)."
+        ),
+    ),
+    th.Property(
+        "reconcile_requests_per_minute",
+        th.IntegerType(minimum=1),
+        default=100,
+        description="Reconcile's request rate limit (Monk's: 100 a minute per IP).",
+    ),
+    th.Property(
         "validate_records",
         th.BooleanType,
         default=False,
@@ -337,6 +393,12 @@ class Settings:
     summary_path: str | None
     progress_every_batches: int
     batch_config: t.Mapping[str, t.Any] | None
+    ledger_location: str | None
+    """The ledger's file or PostgreSQL URL (None: no ledger)."""
+    ledger_retention_days: int
+    read_api_url: str
+    reconcile_settle_seconds: float
+    reconcile_requests_per_minute: int
     sdk_path_settings: tuple[str, ...]
     """The settings set that need singer-sdk's per-record steps (empty: the fast path)."""
 
@@ -385,6 +447,9 @@ class Settings:
                 f"got {batch_size_rows}"
             )
             raise ConfigError(msg)
+        check_api_url(
+            str(values["read_api_url"]), bool(values["allow_insecure_http"]), "read_api_url"
+        )
         mapping = MappingSettings.from_values(values)
         built_in = set(sdk_settings) - set(SCHEMA["properties"])
         return cls(
@@ -412,6 +477,11 @@ class Settings:
             summary_path=str(values["summary_path"]) if values.get("summary_path") else None,
             progress_every_batches=_number(values, "progress_every_batches", int),
             batch_config=values.get("batch_config") or None,
+            ledger_location=_ledger_location(values),
+            ledger_retention_days=_number(values, "ledger_retention_days", int),
+            read_api_url=str(values["read_api_url"]),
+            reconcile_settle_seconds=_seconds(values, "reconcile_settle_seconds", zero=True),
+            reconcile_requests_per_minute=_number(values, "reconcile_requests_per_minute", int),
             sdk_path_settings=tuple(
                 sorted(
                     name
@@ -505,6 +575,19 @@ def _flag(values: t.Mapping[str, t.Any], name: str) -> bool:
     raise ConfigError(msg)
 
 
+def _ledger_location(values: t.Mapping[str, t.Any]) -> str | None:
+    """ledger_url if set (a PostgreSQL URL), else ledger_path; None when ledger is off."""
+    if not _flag(values, "ledger"):
+        return None
+    url = values.get("ledger_url")
+    if not url:
+        return str(values["ledger_path"])
+    if urllib.parse.urlsplit(str(url)).scheme not in ("postgresql", "postgres"):
+        msg = "ledger_url must be a postgresql:// URL (or unset, for the SQLite ledger_path)"
+        raise ConfigError(msg)
+    return str(url)
+
+
 def _stream_overrides(
     overrides: object, mapping: MappingSettings
 ) -> t.Mapping[str, MappingSettings]:
@@ -527,7 +610,7 @@ def _stream_overrides(
     return per_stream
 
 
-def check_api_url(api_url: str, allow_insecure_http: bool = False) -> None:
+def check_api_url(api_url: str, allow_insecure_http: bool = False, name: str = "api_url") -> None:
     """Refuse a URL the key must not travel to: not http(s), or plain http to a host
     that is not this machine (unless allowed explicitly).
 
@@ -536,11 +619,11 @@ def check_api_url(api_url: str, allow_insecure_http: bool = False) -> None:
     """
     parts = urllib.parse.urlsplit(api_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        msg = f"api_url must be an http(s) URL with a host, got {api_url!r}"
+        msg = f"{name} must be an http(s) URL with a host, got {api_url!r}"
         raise ConfigError(msg)
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         msg = (
-            f"api_url {api_url!r} is plain http to another machine: the API key would "
+            f"{name} {api_url!r} is plain http to another machine: the API key would "
             "travel unencrypted. Use https, or set allow_insecure_http: true."
         )
         raise ConfigError(msg)

@@ -276,7 +276,7 @@ class TargetMonk(Target):
         config = config or _ConfigInput()
         try:
             target = cls(config=config.config, parse_env_config=config.parse_env)
-        except ConfigError as exc:
+        except TargetMonkError as exc:  # settings refused, or the ledger cannot be opened
             cls.logger.error("target-monk failed: %s", exc)
             _exit_now(1)
         try:

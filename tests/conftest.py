@@ -21,6 +21,13 @@ def emulator() -> t.Iterator[MonkEmulator]:
 
 
 @pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own directory: the files a target writes by default (its
+    ledger, dead letters, deleted rows) never land in the checkout or in another test."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
 def target_processes() -> t.Iterator[None]:
     """Every target process a test started is ended and its pipes closed after it."""
     yield

@@ -40,7 +40,10 @@ def test_every_setting_is_described(about: dict) -> None:
     undocumented = [name for name, spec in settings.items() if not spec.get("description")]
     assert undocumented == []
     assert settings["api_key"].get("secret") is True
-    assert [name for name, spec in settings.items() if spec.get("secret")] == ["api_key"]
+    assert [name for name, spec in settings.items() if spec.get("secret")] == [
+        "api_key",
+        "ledger_url",
+    ]
     assert settings["batch_size_rows"]["default"] == 5000
 
 

@@ -9,12 +9,21 @@ Retry-After, delay, a gate the test opens, dropped connection, an answer cut off
 its headers, events stored and the connection then dropped, a raw answer or redirect);
 every request is recorded.
 
+Also serves the read API reconcile uses, in the shape target-monk assumes
+(`target_monk.monk_reads`): `GET /v1/events` filtered by customer and timestamp,
+paginated with a cursor, events visible only `settle_seconds` after they were stored,
+limited to `read_limit` requests per window (429 with Retry-After past it), and
+scriptable (`read_faults`: a Rule per coming read request).
+
 Standalone: `python -m target_monk.testing.emulator --port 8787 --api-key mk_test_...`
 serves until interrupted. Control endpoints: `GET /_emulator/events`,
 `/_emulator/requests`, `/_emulator/stats`; `POST /_emulator/reset`, and
 `POST /_emulator/fail_from` with `{"request": n, "rule": {"status": 503}}` (or
 `{"delay": 0.25}`, ...) to script every request from the n-th on, and
-`POST /_emulator/fail_every` with `{"every": n, "rule": {...}}` for every n-th request.
+`POST /_emulator/fail_every` with `{"every": n, "rule": {...}}` for every n-th request;
+`POST /_emulator/delete` with `{"keys": [...]}` forgets events (as if Monk lost them),
+`POST /_emulator/reads` with `{"settle_seconds": s, "limit": n, "window": s}` sets the
+read API's behaviour, and `GET /_emulator/reads` lists when each read request came.
 """
 
 from __future__ import annotations
@@ -23,11 +32,14 @@ import argparse
 import collections
 import contextlib
 import datetime as dt
+import hashlib
 import itertools
 import json
+import math
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -112,6 +124,15 @@ class MonkEmulator:
         self.fail_every: list[tuple[int, Rule]] = []
         """(n, rule): every n-th request is handled by the rule (the first match wins)."""
         self.events: dict[str, dict[str, Any]] = {}
+        self.stored_at: dict[str, float] = {}
+        self.settle_seconds = 0.0
+        """Events are listed by the read API only this long after they were stored."""
+        self.read_limit: tuple[int, float] = (100, 60.0)
+        """Read requests allowed per window of seconds (Monk: 100 a minute per IP)."""
+        self.read_times: list[float] = []
+        """When each read request arrived (limited or not)."""
+        self.read_faults: collections.deque[Rule] = collections.deque()
+        """Rules for the coming read requests, one each (status, retry_after, delay, drop)."""
         self.writes: collections.Counter[str] = collections.Counter()
         self.requests: list[RequestRecord] = []
         self.gates: dict[str, threading.Event] = {}
@@ -157,6 +178,9 @@ class MonkEmulator:
         self._open_gates()
         with self.lock:
             self.events.clear()
+            self.stored_at.clear()
+            self.read_times.clear()
+            self.read_faults.clear()
             self.writes.clear()
             self.requests.clear()
             self.script.clear()
@@ -179,6 +203,25 @@ class MonkEmulator:
         """Idempotency keys held."""
         with self.lock:
             return set(self.events)
+
+    def delete(self, keys: list[str]) -> None:
+        """Forget these events, as if Monk had lost them."""
+        with self.lock:
+            for key in keys:
+                self.events.pop(key, None)
+                self.stored_at.pop(key, None)
+
+    def max_reads_in_window(self) -> int:
+        """The most read requests that arrived within any one `read_limit` window."""
+        window = self.read_limit[1]
+        with self.lock:
+            times = sorted(self.read_times)
+        most, first = 0, 0
+        for last, moment in enumerate(times):
+            while moment - times[first] >= window:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     # Request handling.
 
@@ -237,12 +280,76 @@ class MonkEmulator:
             answer["error"]["details"] = details[:100]
             return status, answer, headers
         keys = [event["idempotencyKey"] for event in events]
+        stored_at = time.time()
         with self.lock:
             self.events.update(zip(keys, events, strict=True))
+            self.stored_at.update(dict.fromkeys(keys, stored_at))
             self.writes.update(keys)
             record.count, record.keys, record.accepted_at = len(events), keys, time.time()
         body_ = {"status": "accepted", "count": len(events), "requestId": request_id}
         return 202, body_, {}
+
+    def list_events(self, auth: str | None, query: dict[str, list[str]]) -> tuple[int, dict, dict]:
+        """Answer `GET /v1/events` in the assumed shape (see `target_monk.monk_reads`)."""
+        request_id = f"req_{uuid.uuid4().hex[:16]}"
+        now = time.time()
+        with self.lock:
+            self.read_times.append(now)
+            limit, window = self.read_limit
+            recent = [moment for moment in self.read_times[:-1] if now - moment < window]
+            if len(recent) >= limit:
+                self.read_times.pop()  # refused: not counted as a request served
+                wait = math.ceil(recent[len(recent) - limit] + window - now)
+                status, answer, _ = _error(429, "RATE_LIMITED", "Too many requests", request_id)
+                return status, answer, {"Retry-After": str(max(1, wait))}
+        key = auth[7:] if auth and auth.startswith("Bearer ") else None
+        if key is None or key not in self.api_keys | self.read_only_keys:
+            return _error(401, "UNAUTHORIZED", "Missing or invalid API key", request_id)
+        args = {name: values[-1] for name, values in query.items()}
+        fields = [name for name in ("customerId", "externalCustomerId") if name in args]
+        if len(fields) != 1 or "start" not in args or "end" not in args:
+            message = "exactly one of customerId and externalCustomerId, and start and end"
+            return _error(400, "INVALID_REQUEST", message, request_id)
+        try:
+            start, end = _instant(args["start"]), _instant(args["end"])
+            size = int(args.get("limit", "100"))
+            offset = int(args.get("cursor", "c0")[1:])
+        except ValueError:
+            return _error(400, "INVALID_REQUEST", "bad start, end, limit or cursor", request_id)
+        if not 1 <= size <= 1000:
+            return _error(400, "INVALID_REQUEST", "limit must be 1 to 1000", request_id)
+        field_, customer = fields[0], args[fields[0]]
+        with self.lock:
+            visible = [
+                (event["timestamp"], key)
+                for key, event in self.events.items()
+                if event.get(field_) == customer
+                and start <= _instant(event["timestamp"]) < end
+                and now >= self.stored_at[key] + self.settle_seconds
+            ]
+            visible.sort()
+            page = [
+                {
+                    **self.events[key],
+                    "id": "evt_" + hashlib.sha256(key.encode()).hexdigest()[:20],
+                    "receivedAt": dt.datetime.fromtimestamp(self.stored_at[key], dt.UTC)
+                    .isoformat()
+                    .replace("+00:00", "Z"),
+                }
+                for _, key in visible[offset : offset + size]
+            ]
+        more = offset + size < len(visible)
+        answer = {
+            "data": page,
+            "hasMore": more,
+            "nextCursor": f"c{offset + size}" if more else None,
+        }
+        return 200, answer, {}
+
+
+def _instant(text: str) -> dt.datetime:
+    """A date or an ISO 8601 UTC instant, as a naive UTC datetime."""
+    return dt.datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=None)
 
 
 def validate_event(event: object, latest: dt.datetime) -> tuple[str, str] | None:
@@ -354,7 +461,30 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            if self.path.startswith("/_emulator/events"):
+            parts = urllib.parse.urlsplit(self.path)
+            if parts.path == "/v1/events":
+                rule = emulator.read_faults.popleft() if emulator.read_faults else None
+                if rule and rule.delay:
+                    time.sleep(rule.delay)
+                if rule and rule.drop:
+                    self.close_connection = True
+                    return
+                if rule and rule.body is not None:
+                    self._reply_raw(rule.status or 200, rule.body, None, "application/json")
+                    return
+                if rule and rule.status:
+                    headers = {"Retry-After": rule.retry_after} if rule.retry_after else {}
+                    status, answer, _ = _error(rule.status, rule.code, "scripted", "req_scripted")
+                else:
+                    query = urllib.parse.parse_qs(parts.query)
+                    status, answer, headers = emulator.list_events(
+                        self.headers.get("Authorization"), query
+                    )
+                self._reply(status, answer, headers)
+            elif self.path.startswith("/_emulator/reads"):
+                with emulator.lock:
+                    self._reply(200, list(emulator.read_times))
+            elif self.path.startswith("/_emulator/events"):
                 with emulator.lock:
                     self._reply(200, list(emulator.events.values()))
             elif self.path.startswith("/_emulator/requests"):
@@ -376,6 +506,19 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             if self.path == "/_emulator/fail_from":  # {"request": n, "rule": {Rule fields}}
                 script = json.loads(body)
                 emulator.fail_from = (int(script["request"]), Rule(**script["rule"]))
+                self._reply(200, {"ok": True})
+                return
+            if self.path == "/_emulator/delete":  # {"keys": [...]}
+                emulator.delete(list(json.loads(body)["keys"]))
+                self._reply(200, {"ok": True})
+                return
+            if self.path == "/_emulator/reads":  # {"settle_seconds", "limit", "window"}
+                script = json.loads(body)
+                emulator.settle_seconds = float(script.get("settle_seconds", 0))
+                emulator.read_limit = (
+                    int(script.get("limit", 100)),
+                    float(script.get("window", 60)),
+                )
                 self._reply(200, {"ok": True})
                 return
             if self.path == "/_emulator/fail_every":  # {"every": n, "rule": {Rule fields}}

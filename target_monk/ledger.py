@@ -1,0 +1,329 @@
+"""The delivery ledger: one row per idempotency key Monk accepted, last write wins (as in
+Monk), with the event exactly as sent, the requestId that carried it, when, and in
+which run. An SQLite file (the default, WAL mode) or PostgreSQL (a URL: sharded runs
+and clusters write one ledger concurrently).
+
+Sender threads write a request's events once Monk has accepted them, before the batch
+counts as accepted: no STATE is written past an event the ledger lacks, and an event
+Monk did not accept never has a row (a crash mid-write rolls the transaction back).
+`reconcile` reads it. Knows nothing of Singer, nor of HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import typing as t
+import urllib.parse
+from dataclasses import dataclass
+
+from target_monk.encoding import encode_json
+from target_monk.errors import LedgerError
+
+EVENTS_TABLE = "target_monk_ledger"
+RUNS_TABLE = "target_monk_ledger_runs"
+CUSTOMER_FIELDS = ("customerId", "externalCustomerId")
+
+_COLUMNS = (
+    "idempotency_key",
+    "customer_field",
+    "customer",
+    "event_name",
+    "event_time",
+    "day",
+    "event",
+    "stream",
+    "request_id",
+    "accepted_at",
+    "run_id",
+)
+_SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
+        idempotency_key TEXT PRIMARY KEY,
+        customer_field TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        event_name TEXT NOT NULL,
+        event_time TEXT NOT NULL,
+        day TEXT NOT NULL,
+        event TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        accepted_at TEXT NOT NULL,
+        run_id TEXT NOT NULL)""",
+    f"CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_customer_day ON {EVENTS_TABLE} (customer, day)",
+    f"CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_day ON {EVENTS_TABLE} (day)",
+    f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
+        run_id TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        first_day TEXT,
+        last_day TEXT,
+        events BIGINT NOT NULL DEFAULT 0)""",
+)
+_UPSERT = (
+    f"INSERT INTO {EVENTS_TABLE} ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
+    "ON CONFLICT (idempotency_key) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS[1:])
+)
+
+
+def utc_now_text() -> str:
+    """Now, as the ledger writes instants: ISO 8601 UTC with microseconds, 'Z'. Texts
+    of this one form sort as the instants do."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """One ledger row, as reconcile reads it."""
+
+    key: str
+    customer_field: str
+    customer: str
+    event: str
+    """The event's JSON, byte for byte as sent."""
+    accepted_at: str
+    request_id: str
+
+
+def describe(location: str) -> str:
+    """The ledger's location for messages: a URL without its password."""
+    parts = urllib.parse.urlsplit(location)
+    if parts.scheme.startswith("postgres") and parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return location
+
+
+class Ledger:
+    """One connection to the ledger, shared by the sender threads (under a lock)."""
+
+    def __init__(self, location: str, run_id: str | None = None) -> None:
+        """Open (and create) the ledger at `location`: a file path, or a
+        `postgresql://` URL. With `run_id`, this run is registered in it.
+
+        Raises:
+            LedgerError: it cannot be opened or created.
+        """
+        self.location = describe(location)
+        self.run_id = run_id
+        self._lock = threading.Lock()
+        self._days: tuple[str, str] | None = None
+        self._postgres = urllib.parse.urlsplit(location).scheme.startswith("postgres")
+        try:
+            self._connection = self._connect(location)
+            with self._transaction() as cursor:
+                if self._postgres:  # concurrent CREATE ... IF NOT EXISTS can collide
+                    cursor.execute("SELECT pg_advisory_xact_lock(7310428)")
+                for statement in _SCHEMA:
+                    cursor.execute(statement)
+                if run_id is not None:
+                    cursor.execute(
+                        self._sql(f"INSERT INTO {RUNS_TABLE} (run_id, started_at) VALUES (?, ?)"),
+                        (run_id, utc_now_text()),
+                    )
+        except LedgerError:
+            raise
+        except Exception as exc:  # sqlite3.Error, psycopg.Error, OSError
+            msg = f"Cannot open the ledger at {self.location}: {_reason(exc)}"
+            raise LedgerError(msg) from None
+
+    def _connect(self, location: str) -> t.Any:
+        if self._postgres:
+            try:
+                import psycopg
+            except ImportError:
+                msg = (
+                    "A PostgreSQL ledger needs psycopg: pip install 'target-monk[postgres]' "
+                    "(or add it to the plugin's pip_url)"
+                )
+                raise LedgerError(msg) from None
+            return psycopg.connect(location, autocommit=False)
+        connection = sqlite3.connect(location, check_same_thread=False, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA busy_timeout=30000")
+        return connection
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self._postgres else statement
+
+    def _transaction(self) -> t.ContextManager[t.Any]:
+        return _Transaction(self._connection, postgres=self._postgres)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    # Writing (sender threads).
+
+    def record(
+        self, stream: str, events: t.Sequence[t.Mapping[str, t.Any]], request_id: str
+    ) -> None:
+        """`events` were accepted by Monk in one request: one transaction.
+
+        Raises:
+            LedgerError: they could not be written (the run fails; no STATE after).
+        """
+        accepted_at = utc_now_text()
+        run_id = self.run_id or ""
+        rows = []
+        for event in events:
+            field = "customerId" if "customerId" in event else "externalCustomerId"
+            timestamp = event["timestamp"]
+            rows.append(
+                (
+                    event["idempotencyKey"],
+                    field,
+                    event[field],
+                    event["eventName"],
+                    timestamp,
+                    timestamp[:10],
+                    encode_json(event).decode(),
+                    stream,
+                    request_id,
+                    accepted_at,
+                    run_id,
+                )
+            )
+        first, last = min(row[5] for row in rows), max(row[5] for row in rows)
+        try:
+            with self._lock, self._transaction() as cursor:
+                cursor.executemany(self._sql(_UPSERT), rows)
+                if self._days is not None:
+                    first, last = min(first, self._days[0]), max(last, self._days[1])
+                cursor.execute(
+                    self._sql(
+                        f"UPDATE {RUNS_TABLE} SET first_day = ?, last_day = ?, "
+                        "events = events + ? WHERE run_id = ?"
+                    ),
+                    (first, last, len(rows), run_id),
+                )
+                self._days = (first, last)
+        except Exception as exc:  # sqlite3.Error, psycopg.Error
+            msg = (
+                f"Monk accepted {len(rows)} events of stream '{stream}' (requestId "
+                f"{request_id}) but the ledger at {self.location} could not record them: "
+                f"{_reason(exc)}. No STATE past them is written: the next run sends them "
+                "again (same keys: harmless)"
+            )
+            raise LedgerError(msg) from None
+
+    def resent(self, keys: list[str], request_id: str) -> None:
+        """These keys' events, resent as they are, were accepted again."""
+        with self._lock, self._transaction() as cursor:
+            cursor.executemany(
+                self._sql(
+                    f"UPDATE {EVENTS_TABLE} SET accepted_at = ?, request_id = ? "
+                    "WHERE idempotency_key = ?"
+                ),
+                [(utc_now_text(), request_id, key) for key in keys],
+            )
+
+    def prune(self, retention_days: int, today: dt.date | None = None) -> int:
+        """Forget events whose day is more than `retention_days` before today; return
+        how many."""
+        cutoff = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=retention_days)
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(
+                self._sql(f"DELETE FROM {EVENTS_TABLE} WHERE day < ?"), (cutoff.isoformat(),)
+            )
+            return int(cursor.rowcount)
+
+    # Reading (reconcile).
+
+    def days_of_runs_since(self, since: str) -> tuple[str, str] | None:
+        """The first and last event day delivered by the runs started at `since` (an
+        instant text) or later, or else by the last run that delivered any."""
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(
+                self._sql(
+                    f"SELECT MIN(first_day), MAX(last_day) FROM {RUNS_TABLE} WHERE events > 0 "
+                    f"AND (started_at >= ? OR started_at = (SELECT MAX(started_at) FROM "
+                    f"{RUNS_TABLE} WHERE events > 0))"
+                ),
+                (since,),
+            )
+            first, last = cursor.fetchone()
+        return (str(first), str(last)) if first else None
+
+    def customers(self, start: str, end: str) -> list[tuple[str, str]]:
+        """(customer field, customer) of every customer with events on days
+        `start` <= day < `end` (ISO dates), sorted."""
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(
+                self._sql(
+                    f"SELECT DISTINCT customer_field, customer FROM {EVENTS_TABLE} "
+                    "WHERE day >= ? AND day < ? ORDER BY customer_field, customer"
+                ),
+                (start, end),
+            )
+            return [(str(field), str(customer)) for field, customer in cursor.fetchall()]
+
+    def events(self, field: str, customer: str, start: str, end: str) -> list[LedgerEvent]:
+        """A customer's events on days `start` <= day < `end`."""
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(
+                self._sql(
+                    "SELECT idempotency_key, customer_field, customer, event, accepted_at, "
+                    f"request_id FROM {EVENTS_TABLE} WHERE customer = ? AND customer_field = ? "
+                    "AND day >= ? AND day < ?"
+                ),
+                (customer, field, start, end),
+            )
+            return [LedgerEvent(*map(str, row)) for row in cursor.fetchall()]
+
+    def events_by_key(self, keys: t.Iterable[str]) -> dict[str, LedgerEvent]:
+        """The ledger's rows for these keys (those it has)."""
+        found: dict[str, LedgerEvent] = {}
+        wanted = list(keys)
+        with self._lock, self._transaction() as cursor:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                cursor.execute(
+                    self._sql(
+                        "SELECT idempotency_key, customer_field, customer, event, accepted_at, "
+                        f"request_id FROM {EVENTS_TABLE} WHERE idempotency_key IN "
+                        f"({', '.join('?' for _ in chunk)})"
+                    ),
+                    chunk,
+                )
+                for row in cursor.fetchall():
+                    found[str(row[0])] = LedgerEvent(*map(str, row))
+        return found
+
+
+class _Transaction:
+    """BEGIN ... COMMIT on a cursor (ROLLBACK on an exception), for either database."""
+
+    def __init__(self, connection: t.Any, *, postgres: bool) -> None:
+        self.connection = connection
+        self.postgres = postgres
+
+    def __enter__(self) -> t.Any:
+        if self.connection is None:
+            msg = "the ledger is closed"
+            raise LedgerError(msg)
+        self.cursor = self.connection.cursor()
+        if not self.postgres:
+            self.cursor.execute("BEGIN IMMEDIATE")
+        return self.cursor
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            self.connection.commit() if self.postgres else self.cursor.execute("COMMIT")
+        elif self.postgres:
+            self.connection.rollback()
+        else:
+            self.cursor.execute("ROLLBACK")
+        self.cursor.close()
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
