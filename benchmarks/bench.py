@@ -4,6 +4,7 @@ BATCH files), a no-op singer-sdk target, the guide's loop.
     .venv/bin/python benchmarks/bench.py                       # 200k events, loopback
     .venv/bin/python benchmarks/bench.py --records 100000 --latency 0.25
     .venv/bin/python benchmarks/bench.py --records 1000000 --only target-monk
+    .venv/bin/python benchmarks/bench.py --only "target-monk,target-monk, no"   # ledger cost
     .venv/bin/python benchmarks/bench.py --emulator-url http://HOST:8787   # emulator elsewhere
 
 Generates a Singer file (cached in the temp dir) and starts the Monk emulator on
@@ -163,6 +164,15 @@ def control(url: str, path: str, payload: dict | None = None) -> dict:
         return json.load(answer)
 
 
+LEDGER = "ledger.sqlite"
+"""Each target-monk run starts with a new ledger in the temporary directory."""
+
+
+def ledger_bytes(tmp: Path) -> int:
+    """The ledger's size on disk: its file, write-ahead log and shared memory."""
+    return sum(path.stat().st_size for path in tmp.glob(LEDGER + "*"))
+
+
 def contenders(
     path: Path, url: str, tmp: Path, max_in_flight: int
 ) -> dict[str, tuple[list[str], Path]]:
@@ -173,6 +183,7 @@ def contenders(
             {
                 "api_key": API_KEY,
                 "api_url": url,
+                "ledger_path": str(tmp / LEDGER),
                 "event_name_field": "event_name",
                 "max_in_flight": max_in_flight,
                 # The guide's key, which may serve one stream only: with --streams,
@@ -184,12 +195,15 @@ def contenders(
             }
         )
     )
+    no_ledger = tmp / "config-no-ledger.json"
+    no_ledger.write_text(json.dumps({**json.loads(config.read_text()), "ledger": False}))
     python = sys.executable
     target_monk = [python, "-m", "target_monk", "--config", str(config)]
     records = int(path.stem.split("-")[3])
     guide = [python, str(ROOT / "benchmarks" / "guide_loop.py"), str(path), url, API_KEY]
     return {
         "target-monk": (target_monk, path),
+        "target-monk, no ledger": ([*target_monk[:-1], str(no_ledger)], path),
         "target-monk, BATCH files": (target_monk, batch_singer_file(records)),
         "no-op singer-sdk target": ([python, str(ROOT / "benchmarks" / "noop_target.py")], path),
         "guide's sequential loop": (guide, path),
@@ -238,6 +252,8 @@ def main() -> None:
                 continue
             runs = []
             for _ in range(args.repeat):
+                for old in Path(tmp).glob(LEDGER + "*"):
+                    old.unlink()
                 control(url, "/_emulator/reset", {})
                 if args.latency:
                     rule = {"latency": args.latency}
@@ -248,6 +264,8 @@ def main() -> None:
             delivered = "-" if name.startswith("no-op") else f"{held} unique keys"
             if not name.startswith("no-op") and held != args.records:
                 delivered += "  <-- WRONG"
+            if ledger_bytes(Path(tmp)):
+                delivered += f", ledger {ledger_bytes(Path(tmp)) / args.records:.0f} B/event"
             rate = args.records / elapsed
             spread = f"{args.records / max(runs)[0]:,.0f}-{args.records / min(runs)[0]:,.0f}"
             print(

@@ -121,6 +121,10 @@ def reconcile(argv: list[str]) -> int:
             msg = "the ledger is off (ledger: false): there is nothing to reconcile against"
             raise TargetMonkError(msg)
         ledger = Ledger(settings.ledger_location)
+        events = ledger.materialize()
+        logger.info(
+            "Ledger: %d events recorded since the last reconcile, now one row per key", events
+        )
         start, end = _range(args, ledger)
         resume_file = args.report.with_name(args.report.name + ".partial")
         if args.restart:

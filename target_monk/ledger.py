@@ -3,10 +3,13 @@ Monk), with the event exactly as sent, the requestId that carried it, when, and 
 which run. An SQLite file (the default, WAL mode) or PostgreSQL (a URL: sharded runs
 and clusters write one ledger concurrently).
 
-Sender threads write a request's events once Monk has accepted them, before the batch
-counts as accepted: no STATE is written past an event the ledger lacks, and an event
-Monk did not accept never has a row (a crash mid-write rolls the transaction back).
-`reconcile` reads it. Knows nothing of Singer, nor of HTTP.
+Two steps keep it off the hot path. A sender thread writes each request's body, as
+sent, once Monk has accepted it and before the batch counts as accepted: one row per
+request, the bytes already encoded (no STATE is written past an event the ledger
+lacks, and an event Monk did not accept never has a row: a crash mid-write rolls the
+transaction back). `materialize` (run by reconcile) later splits the bodies into one
+row per key, the latest version winning, and forgets the bodies. Knows nothing of
+Singer, nor of HTTP.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import typing as t
 import urllib.parse
 from dataclasses import dataclass
 
-from target_monk.encoding import encode_json
+import msgspec
+
 from target_monk.errors import LedgerError
 
 EVENTS_TABLE = "target_monk_ledger"
+REQUESTS_TABLE = "target_monk_ledger_requests"
 RUNS_TABLE = "target_monk_ledger_runs"
 CUSTOMER_FIELDS = ("customerId", "externalCustomerId")
 
@@ -37,9 +42,31 @@ _COLUMNS = (
     "request_id",
     "accepted_at",
     "run_id",
+    "seq",
 )
-_SCHEMA = (
-    f"""CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
+
+
+def _schema(*, postgres: bool) -> tuple[str, ...]:
+    """The ledger's tables (created if missing)."""
+    # Sequence numbers never reused (SQLite's AUTOINCREMENT): they order a key's versions.
+    serial, blob = (
+        ("BIGSERIAL PRIMARY KEY", "BYTEA")
+        if postgres
+        else ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB")
+    )
+    requests = f"""CREATE TABLE IF NOT EXISTS {REQUESTS_TABLE} (
+        seq {serial},
+        request_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        accepted_at TEXT NOT NULL,
+        events BIGINT NOT NULL,
+        body {blob} NOT NULL)"""
+    events = _EVENTS.format("" if postgres else " WITHOUT ROWID")  # no second copy of keys
+    return (requests, events, *_SCHEMA)
+
+
+_EVENTS = f"""CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
         idempotency_key TEXT PRIMARY KEY,
         customer_field TEXT NOT NULL,
         customer TEXT NOT NULL,
@@ -50,7 +77,9 @@ _SCHEMA = (
         stream TEXT NOT NULL,
         request_id TEXT NOT NULL,
         accepted_at TEXT NOT NULL,
-        run_id TEXT NOT NULL)""",
+        run_id TEXT NOT NULL,
+        seq BIGINT NOT NULL){{}}"""
+_SCHEMA = (
     f"CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_customer_day ON {EVENTS_TABLE} (customer, day)",
     f"CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_day ON {EVENTS_TABLE} (day)",
     f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
@@ -65,7 +94,15 @@ _UPSERT = (
     f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
     "ON CONFLICT (idempotency_key) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS[1:])
+    + f" WHERE excluded.seq > {EVENTS_TABLE}.seq"
 )
+"""A key's row is replaced by a later request's version only (last write wins)."""
+
+
+class _Body(msgspec.Struct):
+    """A request body, each event kept as the very bytes sent."""
+
+    events: list[msgspec.Raw]
 
 
 def utc_now_text() -> str:
@@ -110,14 +147,13 @@ class Ledger:
         self.location = describe(location)
         self.run_id = run_id
         self._lock = threading.Lock()
-        self._days: tuple[str, str] | None = None
         self._postgres = urllib.parse.urlsplit(location).scheme.startswith("postgres")
         try:
             self._connection = self._connect(location)
             with self._transaction() as cursor:
                 if self._postgres:  # concurrent CREATE ... IF NOT EXISTS can collide
                     cursor.execute("SELECT pg_advisory_xact_lock(7310428)")
-                for statement in _SCHEMA:
+                for statement in _schema(postgres=self._postgres):
                     cursor.execute(statement)
                 if run_id is not None:
                     cursor.execute(
@@ -160,59 +196,82 @@ class Ledger:
                 self._connection.close()
                 self._connection = None
 
-    # Writing (sender threads).
+    # Writing (sender threads): one row per accepted request.
 
-    def record(
-        self, stream: str, events: t.Sequence[t.Mapping[str, t.Any]], request_id: str
-    ) -> None:
-        """`events` were accepted by Monk in one request: one transaction.
+    def record(self, stream: str, body: bytes, count: int, request_id: str) -> None:
+        """Monk accepted the request `body` of `count` events: keep it, in one
+        transaction with this run's count.
 
         Raises:
-            LedgerError: they could not be written (the run fails; no STATE after).
+            LedgerError: it could not be written (the run fails; no STATE after).
         """
-        accepted_at = utc_now_text()
-        run_id = self.run_id or ""
-        rows = []
-        for event in events:
-            field = "customerId" if "customerId" in event else "externalCustomerId"
-            timestamp = event["timestamp"]
-            rows.append(
-                (
-                    event["idempotencyKey"],
-                    field,
-                    event[field],
-                    event["eventName"],
-                    timestamp,
-                    timestamp[:10],
-                    encode_json(event).decode(),
-                    stream,
-                    request_id,
-                    accepted_at,
-                    run_id,
-                )
-            )
-        first, last = min(row[5] for row in rows), max(row[5] for row in rows)
         try:
             with self._lock, self._transaction() as cursor:
-                cursor.executemany(self._sql(_UPSERT), rows)
-                if self._days is not None:
-                    first, last = min(first, self._days[0]), max(last, self._days[1])
                 cursor.execute(
                     self._sql(
-                        f"UPDATE {RUNS_TABLE} SET first_day = ?, last_day = ?, "
-                        "events = events + ? WHERE run_id = ?"
+                        f"INSERT INTO {REQUESTS_TABLE} (request_id, run_id, stream, "
+                        "accepted_at, events, body) VALUES (?, ?, ?, ?, ?, ?)"
                     ),
-                    (first, last, len(rows), run_id),
+                    (request_id, self.run_id or "", stream, utc_now_text(), count, body),
                 )
-                self._days = (first, last)
+                cursor.execute(
+                    self._sql(f"UPDATE {RUNS_TABLE} SET events = events + ? WHERE run_id = ?"),
+                    (count, self.run_id or ""),
+                )
         except Exception as exc:  # sqlite3.Error, psycopg.Error
             msg = (
-                f"Monk accepted {len(rows)} events of stream '{stream}' (requestId "
+                f"Monk accepted {count} events of stream '{stream}' (requestId "
                 f"{request_id}) but the ledger at {self.location} could not record them: "
                 f"{_reason(exc)}. No STATE past them is written: the next run sends them "
                 "again (same keys: harmless)"
             )
             raise LedgerError(msg) from None
+
+    # One row per key (reconcile, before reading).
+
+    def materialize(self, chunk: int = 20) -> int:
+        """Split the recorded request bodies into one row per key, in the order Monk
+        accepted them (a later version of a key replaces an earlier one), note each
+        run's first and last event day, and forget the bodies. Return how many events.
+
+        Raises:
+            LedgerError: a recorded body is not a batch of events.
+        """
+        done = 0
+        while True:
+            with self._lock, self._transaction() as cursor:
+                cursor.execute(
+                    self._sql(
+                        "SELECT seq, request_id, run_id, stream, accepted_at, body FROM "
+                        f"{REQUESTS_TABLE} ORDER BY seq LIMIT ?"
+                    ),
+                    (chunk,),
+                )
+                requests = cursor.fetchall()
+                if not requests:
+                    break
+
+                rows, days = _rows_of(requests)
+                cursor.executemany(self._sql(_UPSERT), rows)
+                for run_id, (first, last) in days.items():
+                    cursor.execute(
+                        self._sql(
+                            f"UPDATE {RUNS_TABLE} SET first_day = CASE WHEN first_day IS NULL "
+                            "OR first_day > ? THEN ? ELSE first_day END, last_day = CASE WHEN "
+                            "last_day IS NULL OR last_day < ? THEN ? ELSE last_day END "
+                            "WHERE run_id = ?"
+                        ),
+                        (first, first, last, last, run_id),
+                    )
+                cursor.executemany(
+                    self._sql(f"DELETE FROM {REQUESTS_TABLE} WHERE seq = ?"),
+                    [(request[0],) for request in requests],
+                )
+                done += len(rows)
+        if done and not self._postgres:  # fold the write-ahead log back into the file
+            with self._lock:
+                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return done
 
     def resent(self, keys: list[str], request_id: str) -> None:
         """These keys' events, resent as they are, were accepted again."""
@@ -226,16 +285,21 @@ class Ledger:
             )
 
     def prune(self, retention_days: int, today: dt.date | None = None) -> int:
-        """Forget events whose day is more than `retention_days` before today; return
-        how many."""
+        """Forget events whose day is more than `retention_days` before today (and
+        bodies recorded that long ago, if never materialized); return how many."""
         cutoff = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=retention_days)
         with self._lock, self._transaction() as cursor:
             cursor.execute(
                 self._sql(f"DELETE FROM {EVENTS_TABLE} WHERE day < ?"), (cutoff.isoformat(),)
             )
-            return int(cursor.rowcount)
+            forgotten = int(cursor.rowcount)
+            cursor.execute(
+                self._sql(f"DELETE FROM {REQUESTS_TABLE} WHERE accepted_at < ?"),
+                (cutoff.isoformat(),),
+            )
+            return forgotten
 
-    # Reading (reconcile).
+    # Reading (reconcile, after `materialize`).
 
     def days_of_runs_since(self, since: str) -> tuple[str, str] | None:
         """The first and last event day delivered by the runs started at `since` (an
@@ -322,6 +386,50 @@ class _Transaction:
         else:
             self.cursor.execute("ROLLBACK")
         self.cursor.close()
+
+
+def _rows_of(
+    requests: list[tuple[t.Any, ...]],
+) -> tuple[list[tuple[t.Any, ...]], dict[str, tuple[str, str]]]:
+    """One row per event of the recorded requests (in their order), and each run's
+    first and last event day among them.
+
+    Raises:
+        LedgerError: a body that is not a batch of events.
+    """
+    rows = []
+    days: dict[str, tuple[str, str]] = {}
+    for seq, request_id, run_id, stream, accepted_at, body in requests:
+        try:
+            raws = msgspec.json.decode(bytes(body), type=_Body).events
+        except msgspec.ValidationError as exc:
+            msg = f"request {request_id} in the ledger is not a batch of events: {exc}"
+            raise LedgerError(msg) from None
+        for raw in raws:
+            text = bytes(raw).decode()
+            event = msgspec.json.decode(text)
+            field = "customerId" if "customerId" in event else "externalCustomerId"
+            timestamp = event["timestamp"]
+            day = timestamp[:10]
+            rows.append(
+                (
+                    event["idempotencyKey"],
+                    field,
+                    event[field],
+                    event["eventName"],
+                    timestamp,
+                    day,
+                    text,
+                    stream,
+                    request_id,
+                    accepted_at,
+                    run_id,
+                    seq,
+                )
+            )
+            first, last = days.get(run_id, (day, day))
+            days[run_id] = (min(first, day), max(last, day))
+    return rows, days
 
 
 def _reason(error: BaseException) -> str:

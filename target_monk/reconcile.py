@@ -339,6 +339,7 @@ class Reconciler:
             ReconcileError: Monk could not be read (what is done so far is saved).
         """
         started = time.monotonic()
+        self.ledger.materialize()
         first, stop = start.isoformat(), (end + dt.timedelta(days=1)).isoformat()
         days = [(start + dt.timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
         customers = self.ledger.customers(first, stop)

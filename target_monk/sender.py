@@ -92,7 +92,7 @@ class Sender:
             raise
         accepted = self.report.accepted(stream, events, len(body), receipt.attempts)
         if self.ledger is not None:
-            self.ledger.record(stream, events, receipt.request_id)
+            self.ledger.record(stream, body, len(events), receipt.request_id)
         request = {
             "stream": stream,
             "endpoint": BATCH_PATH,

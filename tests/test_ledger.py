@@ -32,6 +32,9 @@ from target_monk.testing.postgres import PgCluster
 
 def ledger_rows(path: Path) -> dict[str, dict]:
     """key -> the event as the ledger has it (parsed), with its requestId."""
+    ledger = Ledger(str(path))
+    ledger.materialize()
+    ledger.close()
     with sqlite3.connect(path) as connection:
         rows = connection.execute(
             "SELECT idempotency_key, event, request_id, customer, day FROM target_monk_ledger"
@@ -98,17 +101,19 @@ def test_sigkill_leaves_no_row_for_an_unaccepted_event_and_a_replay_the_latest_v
 
     emulator.fail_from = None
     emulator.gate("held").set()  # the held requests land late: Monk has them, not the ledger
+    data.messages.append(record_message("s", 2, tokens=77))  # the row changed meanwhile
     rerun = run_target(base_config(emulator, ledger_path=str(ledger)), data.text(), tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     rows = ledger_rows(ledger)
     assert set(rows) == emulator.held_keys() == data.keys_before_state[-1][1]
-    assert rows["s:2"]["event"]["properties"]["tokens"] == 1
+    assert rows["s:2"]["event"]["properties"]["tokens"] == 77
     assert {key: row["event"] for key, row in rows.items()} == emulator.events
+    ledger_rows(ledger)
     with sqlite3.connect(ledger) as connection:
         runs = connection.execute("SELECT events, first_day, last_day FROM target_monk_ledger_runs")
         assert sorted(runs.fetchall()) == [
             (9_999, "2026-03-15", "2026-03-15"),
-            (20_000, *["2026-03-15"] * 2),
+            (20_001, *["2026-03-15"] * 2),
         ]
 
 
@@ -131,6 +136,7 @@ def test_the_sdk_path_writes_the_same_rows(
         ledger = tmp_path / f"{name}.sqlite"
         run = run_target(base_config(emulator, ledger_path=str(ledger), **settings), text, tmp_path)
         assert run.returncode == 0, run.stderr
+        ledger_rows(ledger)
         with sqlite3.connect(ledger) as connection:
             rows[name] = connection.execute(
                 "SELECT idempotency_key, event, event_time, day FROM target_monk_ledger ORDER BY 1"
@@ -171,7 +177,7 @@ def test_a_ledger_write_that_fails_fails_the_batch(tmp_path: Path) -> None:
         "idempotencyKey": "k",
     }
     with pytest.raises(LedgerError, match=r"could not record them.*next run sends them again"):
-        ledger.record("s", [event], "req_1")
+        ledger.record("s", msgspec.json.encode({"events": [event]}), 1, "req_1")
 
 
 def test_retention_forgets_old_days(tmp_path: Path) -> None:
@@ -187,7 +193,8 @@ def test_retention_forgets_old_days(tmp_path: Path) -> None:
         }
         for day in ("2026-01-01", "2026-02-01", "2026-03-01")
     ]
-    ledger.record("s", events, "req_1")
+    ledger.record("s", msgspec.json.encode({"events": events}), 3, "req_1")
+    ledger.materialize()
     assert ledger.prune(40, today=dt.date(2026, 3, 5)) == 1
     assert sorted(ledger.events_by_key(["2026-01-01", "2026-02-01", "2026-03-01"])) == [
         "2026-02-01",
@@ -220,9 +227,31 @@ def test_two_shards_write_one_postgres_ledger_at_once(
     for thread in threads:
         thread.join(timeout=300)
     assert all(run.returncode == 0 for run in runs.values()), [r.stderr for r in runs.values()]
+    assert pg.psql("SELECT count(*), sum(events) FROM target_monk_ledger_requests") == "24|24000"
+    ledger = Ledger(url)
+    assert ledger.materialize() == 24_000
+    ledger.close()
     out = pg.psql("SELECT idempotency_key, event FROM target_monk_ledger")
     rows = dict(line.split("|", 1) for line in out.splitlines())
     assert set(rows) == emulator.held_keys()
     assert len(rows) == 24_000
     assert {k: msgspec.json.decode(v) for k, v in rows.items()} == emulator.events
     assert pg.psql("SELECT count(*), sum(events) FROM target_monk_ledger_runs") == "2|24000"
+
+
+def test_a_later_version_wins_across_materializations(tmp_path: Path) -> None:
+    ledger = Ledger(str(tmp_path / "l.sqlite"), run_id="r1")
+    for tokens in (1, 2, 3):
+        event = {
+            "externalCustomerId": "c",
+            "eventName": "e",
+            "timestamp": "2026-03-15T00:00:00Z",
+            "idempotencyKey": "k",
+            "properties": {"tokens": tokens},
+        }
+        ledger.record("s", msgspec.json.encode({"events": [event]}), 1, f"req_{tokens}")
+        if tokens != 2:
+            ledger.materialize()  # every body split and forgotten: sequence numbers go on
+    [row] = ledger.events_by_key(["k"]).values()
+    assert json.loads(row.event)["properties"] == {"tokens": 3} and row.request_id == "req_3"
+    ledger.close()
