@@ -1,5 +1,5 @@
-"""Dagster definitions for target-monk's Meltano project: a sharded backfill and the
-hourly incremental job.
+"""Dagster definitions for target-monk's Meltano project: a sharded backfill, the
+hourly incremental job, and the daily reconcile that proves the bill.
 
     pip install -e ".[orchestrate]"
     export TAP_POSTGRES_HOST=... TAP_POSTGRES_PORT=... TAP_POSTGRES_USER=... \\
@@ -9,6 +9,11 @@ hourly incremental job.
            DAGSTER_HOME=/path/to/dagster-home
     dagster job execute -f orchestrate/definitions.py -j billing_events_backfill
     dagster job execute -f orchestrate/definitions.py -j billing_events_incremental
+    dagster job execute -f orchestrate/definitions.py -j billing_reconcile
+
+The shards and the incremental job write one ledger when TARGET_MONK_LEDGER_URL names a
+PostgreSQL database (Meltano's system database's server is fine): the reconcile job
+reads it.
 
 Ops run `meltano run` (orchestrate/pipelines.py) rather than dagster-meltano: that
 package (1.5.5, last released in 2023) reads the project's jobs by running the Meltano
@@ -87,6 +92,33 @@ def billing_events_incremental() -> None:
 
 hourly = dg.ScheduleDefinition(job=billing_events_incremental, cron_schedule="0 * * * *")
 
+
+class ReconcileConfig(dg.Config):
+    """The days to check: the last `days` UTC days up to yesterday, or (0) the days the
+    runs of the last 24 hours delivered."""
+
+    days: int = 0
+
+
+@dg.op
+def reconcile_recent_days(context: dg.OpExecutionContext, config: ReconcileConfig) -> dict:
+    """`meltano invoke target-monk:reconcile`: fails (with the table) when Monk does not
+    hold exactly what the ledger says it accepted."""
+    options = pipelines.recent_days(config.days) if config.days else ()
+    report, table = pipelines.reconcile(*options)
+    context.log.info(table)
+    return report["totals"]
+
+
+@dg.job
+def billing_reconcile() -> None:
+    """Proving the bill: the ledger against Monk's own records, per customer and day."""
+    reconcile_recent_days()
+
+
+daily = dg.ScheduleDefinition(job=billing_reconcile, cron_schedule="30 6 * * *")
+
 defs = dg.Definitions(
-    jobs=[billing_events_backfill, billing_events_incremental], schedules=[hourly]
+    jobs=[billing_events_backfill, billing_events_incremental, billing_reconcile],
+    schedules=[hourly, daily],
 )

@@ -9,10 +9,12 @@ TARGET_MONK_API_URL / TARGET_MONK_API_KEY and MELTANO_DATABASE_URI.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import typing as t
 from pathlib import Path
 
@@ -114,3 +116,40 @@ def continue_incremental_from(shard_bookmarks: t.Sequence[int | None]) -> int:
     }
     meltano("state", "set", "--force", state_id(INCREMENTAL_TAP), json.dumps(state))
     return lowest
+
+
+def recent_days(days: int, today: dt.date | None = None) -> tuple[str, ...]:
+    """reconcile's options for the `days` UTC days before today."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    start, end = today - dt.timedelta(days=days), today - dt.timedelta(days=1)
+    return ("--start", start.isoformat(), "--end", end.isoformat())
+
+
+class BillDiffers(RuntimeError):
+    """reconcile found events missing, different or extra in Monk (its exit 1)."""
+
+
+def reconcile(*options: str) -> tuple[dict[str, t.Any], str]:
+    """`meltano invoke target-monk:reconcile OPTIONS`: its JSON report and printed table.
+
+    Raises:
+        BillDiffers: differences (the table and verdict in the message).
+        PipelineFailed: it could not check.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        report_path = Path(tmp) / "reconcile.json"
+        done = subprocess.run(
+            [MELTANO, "invoke", "target-monk:reconcile", *options, "--report", str(report_path)],
+            cwd=PROJECT,
+            env={**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"},
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+        )
+        if done.returncode == 1:
+            raise BillDiffers(done.stdout[-5000:])
+        if done.returncode != 0:
+            msg = f"reconcile could not check (exit {done.returncode}):\n{done.stderr[-3000:]}"
+            raise PipelineFailed(msg)
+        return json.loads(report_path.read_text()), done.stdout

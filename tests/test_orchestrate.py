@@ -47,6 +47,8 @@ def test_sharded_backfill_then_hourly_incremental(
             ),
             "DAGSTER_HOME": str(dagster_home),
             "BACKFILL_SHARDS": "4",
+            "TARGET_MONK_LEDGER_URL": f"postgresql://postgres@127.0.0.1:{pg.port}/meltano_system",
+            "TARGET_MONK_READ_API_URL": emulator.url,
         }
     )
     pg.seed(20_001)
@@ -79,3 +81,18 @@ def test_sharded_backfill_then_hourly_incremental(
     # lowest, so at most those four old rows go again.
     assert sent_twice <= {f"sync_{i}" for i in range(19_998, 20_002)}
     assert 1 <= len(sent_twice) <= 4
+
+    # Proving the bill: the shards and the incremental run wrote one PostgreSQL ledger.
+    reconcile = dagster_job("billing_reconcile", env)
+    assert reconcile.returncode == 0, reconcile.stderr[-4000:]
+    assert "Match: Monk holds the 21,001 events the ledger has" in reconcile.stderr
+    rows = pg.psql("SELECT count(*) FROM target_monk_ledger", database="meltano_system")
+    assert rows == "21001"
+    runs = pg.psql(
+        "SELECT count(*) FROM target_monk_ledger_runs WHERE events > 0", database="meltano_system"
+    )
+    assert runs == "5"  # four shards and the incremental run
+    emulator.delete(["sync_7"])  # lost by Monk: missing once the settle time has passed
+    differs = dagster_job("billing_reconcile", {**env, "TARGET_MONK_RECONCILE_SETTLE_SECONDS": "0"})
+    assert differs.returncode != 0
+    assert "1 missing" in differs.stderr + differs.stdout

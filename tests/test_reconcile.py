@@ -414,3 +414,19 @@ def test_meltano_invoke_reconcile(emulator: MonkEmulator, tmp_path: Path) -> Non
     assert done.returncode == 1, done.stderr
     assert "Differences (2026-03-01 to 2026-03-10, 7 customers): 1 missing" in done.stdout
     assert json.loads(report.read_text())["missing"][0]["key"] == "usage:3"
+
+
+@pytest.mark.orchestrate
+def test_the_demo_ends_proving_the_bill() -> None:
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "demo"), "--rows", "2000", "--new-rows", "100"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "every row delivered exactly once" in done.stdout
+    assert "Match: Monk holds the 2,100 events the ledger has" in done.stdout
+    table = done.stdout.split("meltano invoke target-monk:reconcile --all-rows")[1]
+    assert table.count("externalCustomerId:cus_") >= 7

@@ -254,9 +254,16 @@ MELTANO = str(Path(sys.executable).with_name("meltano"))
 
 
 def meltano_env(extra: dict[str, str]) -> dict[str, str]:
-    """This environment without TARGET_MONK_* and TAP_* settings, usage stats off, plus `extra`."""
+    """This environment without TARGET_MONK_* and TAP_* settings, usage stats off, the
+    ledger in the test's directory (Meltano runs plugins in the project's), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TARGET_MONK_", "TAP_"))}
-    env.update({"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **extra})
+    env.update(
+        {
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "TARGET_MONK_LEDGER_PATH": str(Path.cwd() / "target-monk-ledger.sqlite"),
+            **extra,
+        }
+    )
     return env
 
 
