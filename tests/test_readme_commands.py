@@ -88,7 +88,10 @@ def meltano_4_4_1_refuses(command: str) -> str | None:
         path.append(name)
         group = sub
     options = {opt for param in group.params for opt in (*param.opts, *param.secondary_opts)}
+    interspersed = group.context_settings.get("allow_interspersed_args", True)
     for word in args:
+        if not word.startswith("-") and not interspersed:
+            break  # `meltano invoke PLUGIN ARGS...`: what follows the plugin is the plugin's
         if word.startswith("-") and word.split("=", 1)[0] not in options:
             return f"no such option {word!r} for {' '.join(path)}"
     params = group.make_context(" ".join(path), args, parent=ctx, resilient_parsing=True).params
@@ -110,6 +113,11 @@ def meltano_4_4_1_refuses(command: str) -> str | None:
 )
 def test_the_check_refuses_meltano_3_forms(command: str) -> None:
     assert meltano_4_4_1_refuses(command) is not None
+
+
+def test_what_follows_the_plugin_of_invoke_is_the_plugin_s() -> None:
+    assert meltano_4_4_1_refuses("meltano invoke target-monk:reconcile --resend-missing") is None
+    assert meltano_4_4_1_refuses("meltano invoke --resend-missing target-monk:reconcile")
 
 
 def test_every_meltano_command_in_the_docs_is_meltano_4_4_1_s(

@@ -29,6 +29,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ import typing as t
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from target_monk.ledger import Ledger
 from target_monk.testing.emulator import MonkEmulator, Rule
 
 API_KEY = "mk_test_" + "c4a0" * 12
@@ -389,7 +391,13 @@ def run_scenario(scenario: Scenario, folder: Path, command: t.Sequence[str] = TA
     with MonkEmulator(API_KEY) as emulator:
         for number, rule in scenario.faults.items():
             emulator.script[number] = Rule(**{k: v for k, v in rule.items() if k != "name"})
-        config = {"api_key": API_KEY, "api_url": emulator.url, **scenario.settings}
+        ledger = folder / "ledger.sqlite"
+        config = {
+            "api_key": API_KEY,
+            "api_url": emulator.url,
+            "ledger_path": str(ledger),
+            **scenario.settings,
+        }
         data = input_lines(scenario.messages, folder, scenario.corrupt_at)
         first = run_target(list(command), config, data, folder, emulator, scenario.kill)
         settle(emulator)
@@ -408,6 +416,7 @@ def run_scenario(scenario: Scenario, folder: Path, command: t.Sequence[str] = TA
 
         late: list[str] = []
         violations = check_run(scenario, scenario.messages, first, emulator, abandoned(), late)
+        violations += check_ledger(ledger, emulator, abandoned(), late)
         runs = [first]
         if first.killed_by is not None or first.returncode != 0:
             # The tap runs again from its bookmark; the corrupt line or the fault is gone.
@@ -422,8 +431,38 @@ def run_scenario(scenario: Scenario, folder: Path, command: t.Sequence[str] = TA
                 for v in check_run(
                     scenario, replay, second, emulator, abandoned(), late, fixed=True
                 )
+                + check_ledger(ledger, emulator, abandoned(), late)
             ]
     return Result(scenario, runs, violations, sorted(set(late)))
+
+
+def check_ledger(
+    path: Path, emulator: MonkEmulator, abandoned: set[int], late: list[str]
+) -> list[str]:
+    """The ledger has a row only for keys of requests Monk answered 202, each the
+    version Monk holds (unless a request the target gave up on overwrote it late)."""
+    if not path.exists():  # a dry run, or failed before opening it
+        return []
+    ledger = Ledger(str(path))
+    try:
+        ledger.materialize()
+    finally:
+        ledger.close()
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute("SELECT idempotency_key, event FROM target_monk_ledger")
+        recorded = {key: json.loads(event) for key, event in rows.fetchall()}
+    with emulator.lock:
+        accepted = {key for r in emulator.requests if r.status == 202 for key in r.keys}
+        overwritten = {k for r in emulator.requests if r.number in abandoned for k in r.keys}
+        held = dict(emulator.events)
+    violations = [
+        f"the ledger has key {k}, which Monk never accepted" for k in recorded.keys() - accepted
+    ]
+    for key, event in recorded.items():
+        if key in accepted and held.get(key) != event:
+            problem = f"the ledger's version of {key} is not the one Monk holds"
+            (late if key in overwritten else violations).append(problem)
+    return violations
 
 
 def settle(emulator: MonkEmulator, seconds: float = 10.0) -> None:
