@@ -24,6 +24,7 @@ from helpers import (
     wait_until,
 )
 
+from target_monk.commands import reconcile
 from target_monk.errors import LedgerError
 from target_monk.ledger import Ledger, describe
 from target_monk.testing.emulator import MonkEmulator, Rule
@@ -237,6 +238,12 @@ def test_two_shards_write_one_postgres_ledger_at_once(
     assert len(rows) == 24_000
     assert {k: msgspec.json.decode(v) for k, v in rows.items()} == emulator.events
     assert pg.psql("SELECT count(*), sum(events) FROM target_monk_ledger_runs") == "2|24000"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(base_config(emulator, ledger_url=url, read_api_url=emulator.url)))
+    report = tmp_path / "report.json"
+    assert reconcile(["--config", str(config), "--report", str(report)]) == 0
+    totals = json.loads(report.read_text())["totals"]
+    assert totals == {**dict.fromkeys(totals, 0), "matched": 24_000}
 
 
 def test_a_later_version_wins_across_materializations(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import subprocess
 import sys
 import typing as t
@@ -12,7 +13,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import API_KEY, MELTANO, ROOT, base_config, meltano_env, run_target, schema_message
+from helpers import (
+    API_KEY,
+    MELTANO,
+    ROOT,
+    base_config,
+    meltano_env,
+    run_target,
+    schema_message,
+    wait_until,
+)
 
 from target_monk.commands import reconcile
 from target_monk.errors import ReconcileError
@@ -430,3 +440,62 @@ def test_the_demo_ends_proving_the_bill() -> None:
     assert "Match: Monk holds the 2,100 events the ledger has" in done.stdout
     table = done.stdout.split("meltano invoke target-monk:reconcile --all-rows")[1]
     assert table.count("externalCustomerId:cus_") >= 7
+
+
+def test_ctrl_c_stops_it_and_the_same_command_resumes(
+    emulator: MonkEmulator, tmp_path: Path
+) -> None:
+    config = deliver(emulator, tmp_path)
+    emulator.read_faults.extend([Rule(), Rule(), Rule(gate="third")])
+    report = tmp_path / "report.json"
+    command = [
+        sys.executable,
+        "-m",
+        "target_monk",
+        "reconcile",
+        "--config",
+        str(config),
+        "--report",
+        str(report),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(emulator.read_times) == 3, process=process)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        emulator.gate("third").set()
+    assert process.returncode == 2
+    failures = [line for line in err.splitlines() if "target-monk failed" in line]
+    assert failures == [
+        "target-monk failed: reconcile interrupted; run the same command again to resume "
+        "where it stopped"
+    ]
+    assert "Traceback" not in err and not report.exists()
+    assert len((tmp_path / "report.json.partial").read_text().splitlines()) == 1 + 2
+    again = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(report.read_text())["totals"]["matched"] == 700
+    assert len(emulator.read_times) == 3 + 5  # the two customers done are not read again
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise() -> None:
+    import io
+
+    from target_monk.reconcile import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        progress = Progress(4, stream)
+        for done in range(5):
+            progress.update(done, done * 2, done * 1000)
+    assert "\rreconcile [###############...............] 2/4 customers" in terminal.getvalue()
+    assert terminal.getvalue().endswith("4/4 customers, 8 requests, 4,000 events listed\n")
+    assert log.getvalue().splitlines() == [
+        "reconcile: 0/4 customers, 0 requests, 0 events listed",
+        "reconcile: 4/4 customers, 8 requests, 4,000 events listed",
+    ]

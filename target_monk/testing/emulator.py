@@ -13,7 +13,8 @@ Also serves the read API reconcile uses, in the shape target-monk assumes
 (`target_monk.monk_reads`): `GET /v1/events` filtered by customer and timestamp,
 paginated with a cursor, events visible only `settle_seconds` after they were stored,
 limited to `read_limit` requests per window (429 with Retry-After past it), and
-scriptable (`read_faults`: a Rule per coming read request).
+scriptable (`read_faults`: a Rule per coming read request: status, Retry-After, gate,
+delay, drop, raw body).
 
 Standalone: `python -m target_monk.testing.emulator --port 8787 --api-key mk_test_...`
 serves until interrupted. Control endpoints: `GET /_emulator/events`,
@@ -464,6 +465,8 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             parts = urllib.parse.urlsplit(self.path)
             if parts.path == "/v1/events":
                 rule = emulator.read_faults.popleft() if emulator.read_faults else None
+                if rule and rule.gate:
+                    emulator.gate(rule.gate).wait(60)
                 if rule and rule.delay:
                     time.sleep(rule.delay)
                 if rule and rule.drop:
