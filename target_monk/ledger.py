@@ -342,6 +342,18 @@ class Ledger:
             )
             return [LedgerEvent(*map(str, row)) for row in cursor.fetchall()]
 
+    def day_counts(self, field: str, customer: str, start: str, end: str) -> dict[str, int]:
+        """How many events a customer has per day, `start` <= day < `end`."""
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(
+                self._sql(
+                    f"SELECT day, COUNT(*) FROM {EVENTS_TABLE} WHERE customer = ? AND "
+                    "customer_field = ? AND day >= ? AND day < ? GROUP BY day"
+                ),
+                (customer, field, start, end),
+            )
+            return {str(day): int(count) for day, count in cursor.fetchall()}
+
     def events_by_key(self, keys: t.Iterable[str]) -> dict[str, LedgerEvent]:
         """The ledger's rows for these keys (those it has)."""
         found: dict[str, LedgerEvent] = {}

@@ -41,6 +41,9 @@ KINDS = ("matched", "pending", "missing", "different", "extra", "resent")
 DIFFERENCES = ("missing", "different", "extra", "resent")
 """Kinds that make reconcile exit 1 (resent ones are proven by the next reconcile)."""
 
+CHUNK_EVENTS = 100_000
+"""A customer's range is compared in runs of days holding at most this many of the
+ledger's events (one day more, alone): memory stays bounded whatever the range."""
 Customer = tuple[str, str]
 """(customer field, customer): ('externalCustomerId', 'acme')."""
 
@@ -65,6 +68,13 @@ class CustomerResult:
     matched: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     monk_events: int = 0
+
+    def add(self, other: CustomerResult) -> None:
+        """Count in what comparing another range of days found."""
+        for day, count in other.matched.items():
+            self.matched[day] = self.matched.get(day, 0) + count
+        self.findings += other.findings
+        self.monk_events += other.monk_events
 
 
 def compare(
@@ -168,15 +178,21 @@ def sampled_days(customer: Customer, days: list[str], fraction: float, seed: int
     return chosen
 
 
-def day_ranges(days: list[str]) -> list[tuple[str, str]]:
-    """Sorted ISO days as [start, end) ranges of consecutive days."""
+def day_ranges(days: list[str], counts: t.Mapping[str, int], limit: int) -> list[tuple[str, str]]:
+    """ISO days as [start, end) ranges of consecutive days, each holding at most `limit`
+    of the ledger's events by `counts` (a day above it alone): what one customer's
+    comparison holds in memory at once."""
     ranges: list[tuple[str, str]] = []
+    held = 0
     for day in sorted(days):
         following = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
-        if ranges and ranges[-1][1] == day:
+        events = counts.get(day, 0)
+        if ranges and ranges[-1][1] == day and held + events <= limit:
             ranges[-1] = (ranges[-1][0], following)
+            held += events
         else:
             ranges.append((day, following))
+            held = events
     return ranges
 
 
@@ -351,19 +367,20 @@ class Reconciler:
         for customer in customers:
             if customer in results:
                 continue
-            ranges = (
-                day_ranges(sampled_days(customer, days, sample, seed))
-                if sample is not None
-                else [(first, stop)]
-            )
-            settled_before = _instant_text(time.time() - self.settle_seconds)
-            ledger_events: list[LedgerEvent] = []
-            monk_events: list[t.Mapping[str, t.Any]] = []
-            for range_start, range_end in ranges:
-                ledger_events.extend(self.ledger.events(*customer, range_start, range_end))
-                monk_events.extend(self.reader.events(*customer, range_start, range_end))
-            results[customer] = compare(ledger_events, monk_events, settled_before)
-            listed += results[customer].monk_events
+            chosen = sampled_days(customer, days, sample, seed) if sample is not None else days
+            counts = self.ledger.day_counts(*customer, first, stop)
+            result = CustomerResult()
+            for range_start, range_end in day_ranges(chosen, counts, CHUNK_EVENTS):
+                settled_before = _instant_text(time.time() - self.settle_seconds)
+                result.add(
+                    compare(
+                        self.ledger.events(*customer, range_start, range_end),
+                        self.reader.events(*customer, range_start, range_end),
+                        settled_before,
+                    )
+                )
+            results[customer] = result
+            listed += result.monk_events
             _save_resume(resume_file, signature, customer, results[customer])
             progress.update(len(results), self.reader.requests, listed)
         report = build_report(first, end.isoformat(), sample, results, self.ledger)

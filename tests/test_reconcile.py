@@ -360,9 +360,33 @@ def test_compare_classifies_each_key() -> None:
     }
 
 
-def test_day_ranges_join_consecutive_days() -> None:
+def test_day_ranges_join_consecutive_days_up_to_a_bound() -> None:
     days = ["2026-03-01", "2026-03-02", "2026-03-04", "2026-02-28"]
-    assert day_ranges(days) == [("2026-02-28", "2026-03-03"), ("2026-03-04", "2026-03-05")]
+    assert day_ranges(days, {}, 10) == [("2026-02-28", "2026-03-03"), ("2026-03-04", "2026-03-05")]
+    counts = {"2026-02-28": 4, "2026-03-01": 5, "2026-03-02": 20}
+    assert day_ranges(days, counts, 10) == [
+        ("2026-02-28", "2026-03-02"),
+        ("2026-03-02", "2026-03-03"),  # above the bound: alone
+        ("2026-03-04", "2026-03-05"),
+    ]
+
+
+def test_a_range_read_in_runs_of_days_gives_the_same_report(
+    emulator: MonkEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = deliver(emulator, tmp_path)
+    changed = {**emulator.events["usage:20"], "timestamp": "2026-03-09T00:00:00Z"}
+    post(emulator, [changed])  # Monk has it on another day, in another run of days
+    emulator.delete(["usage:15"])
+    whole = run_reconcile(config, tmp_path)[1]
+    monkeypatch.setattr("target_monk.reconcile.CHUNK_EVENTS", 30)  # 3 days a run
+    reads = len(emulator.read_times)
+    chunked = run_reconcile(config, tmp_path)[1]
+    assert len(emulator.read_times) - reads == 7 * 4  # 10 days: 4 runs per customer
+    for name in ("totals", "per_customer_day", "missing", "different", "extra"):
+        assert chunked[name] == whole[name], name
+    assert whole["different"][0]["fields"] == ["timestamp"]
+    assert whole["totals"]["missing"] == 1 and whole["totals"]["matched"] == 698
 
 
 def test_the_token_bucket_keeps_any_window_within_the_limit() -> None:
@@ -460,7 +484,7 @@ def test_ctrl_c_stops_it_and_the_same_command_resumes(
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: len(emulator.read_times) == 3, process=process)
+        wait_until(lambda: "third" in emulator.gates, process=process)  # held there
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
     finally:
