@@ -4,8 +4,8 @@ chaos suite catches each way of breaking it:
     python tests/chaos_sabotage.py MODE --config config.json
 
 Modes: the three violations issue #19's chaos run found, brought back (`schema-late`,
-`cut-not-retried`, `late-signal`), and three more (`state-early`, `drop-record`,
-`stale-version`).
+`cut-not-retried`, `late-signal`), and four more (`state-early`, `drop-record`,
+`stale-version`, `ledger-early`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import typing as t
 from target_monk import client, target
 from target_monk.delivery import Delivery
 from target_monk.pipeline import Pipeline
+from target_monk.sender import Sender
 from target_monk.target import TargetMonk
 
 
@@ -57,6 +58,18 @@ def stale_version() -> None:
         original(self, holder, events[::-1], label)
 
     Delivery.submit = submit  # type: ignore[method-assign]
+
+
+def ledger_early() -> None:
+    """Requests are recorded in the ledger before Monk answers them."""
+    original = Sender._post
+
+    def post(self: Sender, stream: str, events: list[dict], body: bytes, label: str) -> None:
+        if self.ledger is not None:
+            self.ledger.record(stream, body, len(events), "not-yet-answered")
+        original(self, stream, events, body, label)
+
+    Sender._post = post  # type: ignore[method-assign]
 
 
 def schema_late() -> None:
@@ -102,6 +115,7 @@ MODES: dict[str, t.Callable[[], None]] = {
     "schema-late": schema_late,
     "cut-not-retried": cut_not_retried,
     "late-signal": late_signal,
+    "ledger-early": ledger_early,
 }
 
 if __name__ == "__main__":
