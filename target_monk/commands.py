@@ -14,6 +14,7 @@ import typing as t
 from pathlib import Path
 
 import msgspec
+from typing_extensions import override
 
 from target_monk.client import MonkClient
 from target_monk.errors import TargetMonkError
@@ -36,8 +37,17 @@ def main() -> None:
     TargetMonk.cli()
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments end in the one failure line too (exit 2: nothing was checked)."""
+
+    @override
+    def error(self, message: str) -> t.NoReturn:
+        sys.stderr.write(f"target-monk failed: reconcile: {message} (see --help)\n")
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="target-monk reconcile",
         description=(
             "Compare the delivery ledger with the events Monk lists, per customer and UTC "

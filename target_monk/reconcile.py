@@ -238,7 +238,6 @@ class Report:
     requests: int = 0
     throttled: int = 0
     seconds: float = 0.0
-    resume_file: str | None = None
 
     def totals(self) -> dict[str, int]:
         """Each kind's count over every customer and day."""

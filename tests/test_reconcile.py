@@ -523,3 +523,23 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise() -> None:
         "reconcile: 0/4 customers, 0 requests, 0 events listed",
         "reconcile: 4/4 customers, 8 requests, 4,000 events listed",
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--sample", "2"], "argument --sample: a fraction above 0 and at most 1, got '2'"),
+        (["--start", "March"], "argument --start: not a date (YYYY-MM-DD): 'March'"),
+        (["--start", "2026-03-02", "--end", "2026-03-01"], "--end 2026-03-01 is before"),
+    ],
+)
+def test_bad_arguments_end_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], reason: str
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"api_key": API_KEY, "ledger_path": str(tmp_path / "l")}))
+    with pytest.raises(SystemExit) as exit_:
+        sys.exit(reconcile(["--config", str(config), *args]))
+    assert exit_.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line.startswith("target-monk failed: reconcile") and reason in line
