@@ -16,7 +16,6 @@ from pathlib import Path
 import msgspec
 from typing_extensions import override
 
-from target_monk.client import MonkClient
 from target_monk.errors import TargetMonkError
 from target_monk.ledger import Ledger
 from target_monk.monk_reads import MonkReader, RateLimit
@@ -159,14 +158,7 @@ def reconcile(argv: list[str]) -> int:
         reconciler = Reconciler(ledger, reader, settings.reconcile_settle_seconds)
         report = reconciler.run(start, end, args.sample, args.seed, resume_file)
         if args.resend_missing and report.totals()["missing"]:
-            client = MonkClient(
-                settings.api_url,
-                settings.api_key,
-                timeout=settings.request_timeout_seconds,
-                max_retries=settings.max_retries,
-                backoff_seconds=settings.retry_backoff_seconds,
-                max_wait_seconds=settings.max_retry_wait_seconds,
-            )
+            client = settings.monk_client()
             resent = resend_missing(report, ledger, client, settings.batch_size_rows)
             logger.info("Resent %d missing events; Monk accepted them", resent)
     except KeyboardInterrupt:

@@ -20,7 +20,6 @@ from pathlib import Path
 import msgspec
 
 from target_monk.buffers import StreamBuffer
-from target_monk.client import MonkClient
 from target_monk.delivery import Delivery
 from target_monk.encoding import encode_json
 from target_monk.errors import DeadLettersWritten, InvalidRecordError
@@ -56,14 +55,7 @@ class Pipeline:
         self.client: Poster = (
             DryRunClient(JsonLinesFile(settings.dry_run_path))
             if settings.dry_run
-            else MonkClient(
-                settings.api_url,
-                settings.api_key,
-                timeout=settings.request_timeout_seconds,
-                max_retries=settings.max_retries,
-                backoff_seconds=settings.retry_backoff_seconds,
-                max_wait_seconds=settings.max_retry_wait_seconds,
-            )
+            else settings.monk_client()
         )
         self.state_lines = StateLines(write=not settings.dry_run)
         self.ledger = self._open_ledger(settings)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 
 from singer_sdk import typing as th
 
-from target_monk.client import MAX_RETRY_AFTER_SECONDS
+from target_monk.client import MAX_RETRY_AFTER_SECONDS, MonkClient
 from target_monk.errors import ConfigError
 from target_monk.mapping import MappingSettings
 
@@ -411,6 +411,17 @@ class Settings:
     def dead_letter(self) -> bool:
         """Invalid records are dead-lettered instead of failing the run."""
         return self.on_invalid_record == "dead_letter"
+
+    def monk_client(self) -> MonkClient:
+        """The client that posts batches to Monk as these settings say."""
+        return MonkClient(
+            self.api_url,
+            self.api_key,
+            timeout=self.request_timeout_seconds,
+            max_retries=self.max_retries,
+            backoff_seconds=self.retry_backoff_seconds,
+            max_wait_seconds=self.max_retry_wait_seconds,
+        )
 
     def mapping_for(self, stream: str) -> MappingSettings:
         """The mapping settings of `stream`: its stream_overrides over the run's."""

@@ -32,6 +32,7 @@ from target_monk.reconcile import Reconciler, compare, day_ranges
 from target_monk.testing.emulator import MonkEmulator, Rule
 
 DAYS = [f"2026-03-{day:02d}" for day in range(1, 11)]
+RECONCILE = [sys.executable, "-m", "target_monk", "reconcile"]
 
 
 def usage_input(rows: int, customers: int) -> str:
@@ -301,10 +302,7 @@ def test_the_command_line_through_python_m(emulator: MonkEmulator, tmp_path: Pat
     config = deliver(emulator, tmp_path)
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "target_monk",
-            "reconcile",
+            *RECONCILE,
             "--config",
             str(config),
             "--start",
@@ -473,10 +471,7 @@ def test_ctrl_c_stops_it_and_the_same_command_resumes(
     emulator.read_faults.extend([Rule(), Rule(), Rule(gate="third")])
     report = tmp_path / "report.json"
     command = [
-        sys.executable,
-        "-m",
-        "target_monk",
-        "reconcile",
+        *RECONCILE,
         "--config",
         str(config),
         "--report",
