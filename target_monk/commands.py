@@ -17,7 +17,7 @@ import msgspec
 from typing_extensions import override
 
 from target_monk.errors import TargetMonkError
-from target_monk.ledger import Ledger
+from target_monk.ledger import Ledger, utc_now_text
 from target_monk.monk_reads import MonkReader, RateLimit
 from target_monk.reconcile import DIFFERENCES, Reconciler, Report, resend_missing
 from target_monk.settings import ENV_PREFIX, SCHEMA, Settings
@@ -214,8 +214,7 @@ def _range(args: argparse.Namespace, ledger: Ledger) -> tuple[dt.date, dt.date]:
             msg = f"--end {args.end} is before --start {args.start}"
             raise TargetMonkError(msg)
         return args.start, args.end
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=RECENT_HOURS)
-    days = ledger.days_of_runs_since(since.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    days = ledger.days_of_runs_since(utc_now_text(ago=dt.timedelta(hours=RECENT_HOURS)))
     if days is None:
         msg = f"the ledger at {ledger.location} has no delivered events: give --start and --end"
         raise TargetMonkError(msg)
@@ -227,14 +226,14 @@ def _range(args: argparse.Namespace, ledger: Ledger) -> tuple[dt.date, dt.date]:
 
 def _verdict(report: Report, path: Path) -> str:
     totals = report.totals()
-    checked = sum(totals.values()) - totals["extra"]
     scope = f"{report.start} to {report.end}, {report.customers} customers"
     if report.sample:
         scope += f", a {report.sample:g} sample of the customer-days"
     pending = f"; {totals['pending']} pending (accepted within the settle time)"
     tail = (pending if totals["pending"] else "") + f". Report: {path}"
     if not report.differs:
-        return f"Match: Monk holds the {checked:,} events the ledger has ({scope}){tail}"
+        matched = totals["matched"]
+        return f"Match: Monk holds the {matched:,} events the ledger has ({scope}){tail}"
     found = ", ".join(f"{totals[k]} {k}" for k in DIFFERENCES if totals[k])
     if totals["resent"]:
         found += " (Monk accepted the resent ones: reconcile again after the settle time)"

@@ -105,10 +105,10 @@ class _Body(msgspec.Struct):
     events: list[msgspec.Raw]
 
 
-def utc_now_text() -> str:
-    """Now, as the ledger writes instants: ISO 8601 UTC with microseconds, 'Z'. Texts
-    of this one form sort as the instants do."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def utc_now_text(ago: dt.timedelta = dt.timedelta(0)) -> str:
+    """Now (or `ago` before now), as the ledger writes instants: ISO 8601 UTC with
+    microseconds, 'Z'. Texts of this one form sort as the instants do."""
+    return (dt.datetime.now(dt.UTC) - ago).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 import msgspec
 
 from target_monk.errors import ReconcileError
+from target_monk.ledger import utc_now_text
 from target_monk.monk_reads import COMPARED_FIELDS, KEY_FIELD
 
 if t.TYPE_CHECKING:
@@ -370,7 +371,7 @@ class Reconciler:
             counts = self.ledger.day_counts(*customer, first, stop)
             result = CustomerResult()
             for range_start, range_end in day_ranges(chosen, counts, CHUNK_EVENTS):
-                settled_before = _instant_text(time.time() - self.settle_seconds)
+                settled_before = utc_now_text(ago=dt.timedelta(seconds=self.settle_seconds))
                 result.add(
                     compare(
                         self.ledger.events(*customer, range_start, range_end),
@@ -389,11 +390,6 @@ class Reconciler:
         if resume_file is not None and resume_file.exists():
             resume_file.unlink()
         return report
-
-
-def _instant_text(epoch: float) -> str:
-    """An instant as the ledger writes them (see `ledger.utc_now_text`)."""
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _load_resume(path: Path | None, signature: dict[str, t.Any]) -> dict[Customer, CustomerResult]:
