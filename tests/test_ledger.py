@@ -262,3 +262,25 @@ def test_a_later_version_wins_across_materializations(tmp_path: Path) -> None:
     [row] = ledger.events_by_key(["k"]).values()
     assert json.loads(row.event)["properties"] == {"tokens": 3} and row.request_id == "req_3"
     ledger.close()
+
+
+def test_a_ledger_write_that_fails_mid_run_fails_it_before_the_state_past_it(
+    emulator: MonkEmulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "ledger.sqlite"
+    Ledger(str(path)).close()  # the tables, then a disk that fills at the 3rd request
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TRIGGER full AFTER INSERT ON target_monk_ledger_requests "
+            "WHEN NEW.seq >= 3 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    data = interleaved_input({"s": 20_000}, state_every=1000)
+    config = base_config(emulator, ledger_path=str(path), max_in_flight=1)
+    run = run_target(config, data.text(), tmp_path, emulator)
+    assert run.returncode == 1
+    [failure] = [line for line in run.stderr.splitlines() if "target-monk failed:" in line]
+    assert "ledger at" in failure and "could not record them" in failure
+    assert "database or disk is full" in failure
+    assert len(emulator.accepted_requests()) >= 3  # Monk has the third batch
+    assert run.states[-1] == data.keys_before_state[9][0]  # but no STATE past it
+    assert len(ledger_rows(path)) == 10_000
