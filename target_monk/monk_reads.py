@@ -179,6 +179,7 @@ class MonkReader:
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
             reason, retried = transport_failure(exc, self.timeout)
+            reason = reason.replace("check api_url", "check read_api_url")
             if not retried:
                 msg = f"Cannot read {what} from {self.url}: {reason}"
                 raise ReconcileError(msg) from None

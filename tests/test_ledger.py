@@ -284,3 +284,21 @@ def test_a_ledger_write_that_fails_mid_run_fails_it_before_the_state_past_it(
     assert len(emulator.accepted_requests()) >= 3  # Monk has the third batch
     assert run.states[-1] == data.keys_before_state[9][0]  # but no STATE past it
     assert len(ledger_rows(path)) == 10_000
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"ledger_url": "mysql://db/ledger"}, "ledger_url must be a postgresql:// URL"),
+        ({"read_api_url": "http://api.example.com"}, "read_api_url 'http://api.example.com'"),
+    ],
+)
+def test_ledger_and_read_settings_are_checked_at_start(settings: dict, reason: str) -> None:
+    from target_monk.errors import ConfigError
+    from target_monk.settings import Settings
+
+    with pytest.raises(ConfigError, match=reason):
+        Settings.from_config({"api_key": "mk_test_x", **settings})
+    on = Settings.from_config({"api_key": "mk_test_x", "ledger_url": "postgresql://h/d"})
+    assert on.ledger_location == "postgresql://h/d"
+    assert Settings.from_config({"api_key": "k", "ledger": "false"}).ledger_location is None

@@ -521,20 +521,89 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise() -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "reason"),
+    ("answer", "reason"),
     [
-        (["--sample", "2"], "argument --sample: a fraction above 0 and at most 1, got '2'"),
-        (["--start", "March"], "argument --start: not a date (YYYY-MM-DD): 'March'"),
-        (["--start", "2026-03-02", "--end", "2026-03-01"], "--end 2026-03-01 is before"),
+        (Rule(status=200, body='{"data": [], "hasMore": true}'), "gives no nextCursor"),
+        (Rule(status=200, body="<html>maintenance</html>"), "is not a JSON object"),
     ],
 )
-def test_bad_arguments_end_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], reason: str
+def test_answers_of_another_shape_are_named(
+    emulator: MonkEmulator, tmp_path: Path, answer: Rule, reason: str
+) -> None:
+    deliver(emulator, tmp_path, rows=70)
+    ledger = Ledger(str(tmp_path / "ledger.sqlite"))
+    emulator.read_faults.append(answer)
+    with pytest.raises(ReconcileError, match=reason):
+        Reconciler(ledger, read_client(emulator, RateLimit(100)), 0).run(
+            dt.date(2026, 3, 1), dt.date(2026, 3, 10)
+        )
+    ledger.close()
+
+
+def test_a_dropped_connection_is_retried_and_a_host_that_does_not_resolve_is_not(
+    emulator: MonkEmulator, tmp_path: Path
+) -> None:
+    deliver(emulator, tmp_path, rows=70)
+    ledger = Ledger(str(tmp_path / "ledger.sqlite"))
+    emulator.read_faults.append(Rule(drop=True))
+    reader = read_client(emulator, RateLimit(100))
+    assert API_KEY not in repr(reader)
+    report = Reconciler(ledger, reader, 0).run(dt.date(2026, 3, 1), dt.date(2026, 3, 10))
+    assert report.totals()["matched"] == 70 and reader.requests == 7 + 1
+    nowhere = MonkReader(
+        "http://monk.invalid",
+        API_KEY,
+        limit=RateLimit(100),
+        timeout=5,
+        max_retries=3,
+        backoff_seconds=0.01,
+        max_wait_seconds=0.05,
+    )
+    with pytest.raises(ReconcileError, match=r"does not resolve.*check read_api_url"):
+        Reconciler(ledger, nowhere, 0).run(dt.date(2026, 3, 1), dt.date(2026, 3, 10))
+    assert nowhere.requests == 1
+    ledger.close()
+
+
+def test_settings_from_the_environment_as_meltano_sets_them(
+    emulator: MonkEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = json.loads(deliver(emulator, tmp_path).read_text())
+    for name, value in config.items():
+        monkeypatch.setenv(f"TARGET_MONK_{name.upper()}", str(value))
+    monkeypatch.setenv("TARGET_MONK_STREAM_OVERRIDES", '{"usage": {"event_name": "x"}}')
+    report = tmp_path / "env-report.json"
+    (tmp_path / "env-report.json.partial").write_text("left over\n")
+    assert reconcile(["--config", "ENV", "--report", str(report), "--restart"]) == 0
+    assert json.loads(report.read_text())["totals"]["matched"] == 700
+
+
+@pytest.mark.parametrize(
+    ("settings", "args", "reason"),
+    [
+        ({"ledger": False}, [], "the ledger is off"),
+        ({}, [], "has no delivered events: give --start and --end"),
+        (None, [], "cannot read --config"),
+        ({}, ["--sample", "most"], "argument --sample: a fraction above 0 and at most 1"),
+        ({}, ["--sample", "2"], "a fraction above 0 and at most 1, got '2'"),
+        ({}, ["--start", "March"], "argument --start: not a date (YYYY-MM-DD): 'March'"),
+        ({}, ["--start", "2026-03-02", "--end", "2026-03-01"], "--end 2026-03-01 is before"),
+    ],
+)
+def test_what_it_cannot_check_it_says_in_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    settings: dict | None,
+    args: list[str],
+    reason: str,
 ) -> None:
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"api_key": API_KEY, "ledger_path": str(tmp_path / "l")}))
+    if settings is not None:
+        config.write_text(
+            json.dumps({"api_key": API_KEY, "ledger_path": str(tmp_path / "l"), **settings})
+        )
     with pytest.raises(SystemExit) as exit_:
         sys.exit(reconcile(["--config", str(config), *args]))
     assert exit_.value.code == 2
-    [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+    [line] = [row for row in capsys.readouterr().err.splitlines() if "failed" in row]
     assert line.startswith("target-monk failed: reconcile") and reason in line
