@@ -121,8 +121,9 @@ def reconcile(argv: list[str]) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
+    level = logger.level
     logger.setLevel(logging.INFO)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
+    on_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C
     ledger: Ledger | None = None
     try:
         settings = _settings(args.config)
@@ -170,8 +171,10 @@ def reconcile(argv: list[str]) -> int:
     except TargetMonkError as exc:
         logger.error("target-monk failed: reconcile could not check: %s", exc)
         return 2
-    finally:
+    finally:  # as they were (reconcile may run inside another program, or a test)
         logger.removeHandler(handler)
+        logger.setLevel(level)
+        signal.signal(signal.SIGTERM, on_sigterm)
         if ledger is not None:
             ledger.close()
     args.report.write_bytes(msgspec.json.format(msgspec.json.encode(report.to_json())) + b"\n")

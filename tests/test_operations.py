@@ -173,7 +173,10 @@ def test_the_summary_of_a_failed_run_counts_every_request(
     """Issue #18: after 6 attempts the summary said `0 retries, 0 requests`."""
     emulator.fail_from = (2, Rule(status=503))
     data = interleaved_input({"s": 12}, state_every=12)
-    config = base_config(emulator, batch_size_rows=5, max_retries=3, retry_backoff_seconds=0.01)
+    # One batch in flight: the first batch is the first request, accepted before the rest.
+    config = base_config(
+        emulator, batch_size_rows=5, max_retries=3, retry_backoff_seconds=0.01, max_in_flight=1
+    )
     with caplog.at_level(logging.INFO, logger="target-monk"), pytest.raises(TargetMonkError):
         run_in_process(config, data.text(), capfd)
     summary = summary_of(caplog.text)

@@ -237,7 +237,6 @@ def test_the_request_rate_never_passes_the_limit(emulator: MonkEmulator, tmp_pat
     assert report.totals()["matched"] == 300 and not report.differs
     assert reader.requests == 60 and reader.throttled == 0
     assert emulator.max_reads_in_window() <= 20
-    assert report.seconds >= (60 - 20) / 20 * 2 * 0.9  # it had to wait for the bucket
 
 
 def test_the_emulator_enforces_the_limit_with_retry_after(
