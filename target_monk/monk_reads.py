@@ -48,13 +48,14 @@ class RateLimit:
     """A token bucket that keeps to `requests` per `seconds` in *any* window of that
     length: it holds `burst` = requests // 10 tokens (at least 1) and refills at
     (requests - burst) / seconds, so a window sees at most burst + (requests - burst).
-    Thread-safe; `acquire` waits (interruptibly, through `stopped`)."""
+    Thread-safe; `acquire` waits with `sleep` (Ctrl-C interrupts it)."""
 
     def __init__(
         self,
         requests: int,
         seconds: float = 60.0,
         clock: t.Callable[[], float] = time.monotonic,
+        sleep: t.Callable[[float], None] = time.sleep,
     ) -> None:
         """Allow `requests` per `seconds`."""
         self.burst = max(1, requests // 10)
@@ -63,11 +64,10 @@ class RateLimit:
         self._clock = clock
         self._last = clock()
         self._lock = threading.Lock()
-        self.stopped = threading.Event()
+        self._sleep = sleep
 
-    def acquire(self) -> float:
-        """Take a token, waiting for one; return how long it waited."""
-        waited = 0.0
+    def acquire(self) -> None:
+        """Take a token, waiting for one."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -75,12 +75,9 @@ class RateLimit:
                 self._last = now
                 if self._tokens >= 1 - 1e-9:  # float rounding must not leave it waiting
                     self._tokens -= 1
-                    return waited
+                    return
                 wait = (1 - self._tokens) / self.rate
-            if self.stopped.wait(wait):
-                msg = "interrupted"
-                raise ReconcileError(msg)
-            waited += wait
+            self._sleep(wait)
 
 
 class MonkReader:
@@ -161,9 +158,7 @@ class MonkReader:
                 raise ReconcileError(msg)
             wait = wait_time(attempts, wait_for, self.backoff_seconds, self.max_wait_seconds)
             logger.warning("Reading %s: %s; retrying in %.1f s", what, outcome, wait)
-            if self.limit.stopped.wait(wait):
-                msg = "interrupted"
-                raise ReconcileError(msg)
+            time.sleep(wait)
 
     def _get_once(
         self, params: dict[str, str], what: str

@@ -420,6 +420,13 @@ def _timestamp_problem(value: object, latest: dt.datetime) -> str | None:
     return None
 
 
+def _scripted(rule: Rule) -> tuple[int, dict, dict]:
+    """A rule's error answer: its status and code, with its Retry-After if any."""
+    headers = {"Retry-After": rule.retry_after} if rule.retry_after else {}
+    status, answer, _ = _error(rule.status or 500, rule.code, "scripted", "req_scripted")
+    return status, answer, headers
+
+
 def _error(status: int, code: str, message: str, request_id: str) -> tuple[int, dict, dict]:
     return status, {"error": {"code": code, "message": message, "requestId": request_id}}, {}
 
@@ -461,14 +468,18 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _hold(self, rule: Rule | None) -> None:
+            """A rule's gate (opened by the test), then its delay, before handling."""
+            if rule and rule.gate:
+                emulator.gate(rule.gate).wait(60)
+            if rule and rule.delay:
+                time.sleep(rule.delay)
+
         def do_GET(self) -> None:
             parts = urllib.parse.urlsplit(self.path)
             if parts.path == "/v1/events":
                 rule = emulator.read_faults.popleft() if emulator.read_faults else None
-                if rule and rule.gate:
-                    emulator.gate(rule.gate).wait(60)
-                if rule and rule.delay:
-                    time.sleep(rule.delay)
+                self._hold(rule)
                 if rule and rule.drop:
                     self.close_connection = True
                     return
@@ -476,8 +487,7 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
                     self._reply_raw(rule.status or 200, rule.body, None, "application/json")
                     return
                 if rule and rule.status:
-                    headers = {"Retry-After": rule.retry_after} if rule.retry_after else {}
-                    status, answer, _ = _error(rule.status, rule.code, "scripted", "req_scripted")
+                    status, answer, headers = _scripted(rule)
                 else:
                     query = urllib.parse.parse_qs(parts.query)
                     status, answer, headers = emulator.list_events(
@@ -537,10 +547,7 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
             with emulator.lock:
                 emulator.requests.append(record)
             rule = emulator._rule_for(number, body)
-            if rule and rule.gate:
-                emulator.gate(rule.gate).wait(60)
-            if rule and rule.delay:
-                time.sleep(rule.delay)
+            self._hold(rule)
             if rule and rule.drop:
                 record.dropped = True
                 self.close_connection = True
@@ -551,8 +558,7 @@ def _handler_for(emulator: MonkEmulator) -> type[BaseHTTPRequestHandler]:
                 self._reply_raw(record.status, rule.body or "", headers)
                 return
             if rule and rule.status:
-                headers = {"Retry-After": rule.retry_after} if rule.retry_after else {}
-                status, answer, _ = _error(rule.status, rule.code, "scripted", "req_scripted")
+                status, answer, headers = _scripted(rule)
             else:
                 status, answer, headers = emulator.handle_batch(
                     self.headers.get("Authorization"), body, record
