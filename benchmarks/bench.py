@@ -11,7 +11,7 @@ Generates a Singer file (cached in the temp dir) and starts the Monk emulator on
 127.0.0.1 in its own process (optionally adding latency to every request). With
 --emulator-url it uses one already running instead, e.g. on another machine so that
 it does not share the contenders' cores (start it there with
-`python -m target_monk.testing.emulator --host 0.0.0.0 --api-key <API_KEY below>`). It runs
+`python -m target_monk.emulator --host 0.0.0.0 --api-key <API_KEY below>`). It runs
 each contender as a subprocess reading that file, and prints wall time, events/s
 and peak RSS of the median of --repeat runs, with the slowest and fastest rate.
 The number of distinct events Monk holds is checked after each run. The BATCH
@@ -34,7 +34,8 @@ import typing as t
 import urllib.request
 from pathlib import Path
 
-from target_monk.testing.postgres import free_port
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's testkit
+from testkit.postgres import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,7 +143,7 @@ def emulator_process() -> t.Iterator[str]:
         [
             sys.executable,
             "-m",
-            "target_monk.testing.emulator",
+            "target_monk.emulator",
             "--port",
             str(port),
             "--api-key",

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/pipeline.py --rows 100000 --shards 4
     .venv/bin/python benchmarks/pipeline.py --pairs 5       # RECORD mode vs the tap alone
 
-Seeds a throwaway PostgreSQL cluster (target_monk/testing/postgres.py) with `--rows` rows of the
+Seeds a throwaway PostgreSQL cluster (testkit/postgres.py) with `--rows` rows of the
 guide's billing_events table, runs the Monk emulator in its own process, keeps
 Meltano's system database in the same cluster (parallel shards need PostgreSQL, not
 SQLite), installs the plugins, then times, one after the other, each from scratch
@@ -35,12 +35,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "orchestrate")]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "orchestrate")]
 
 import pipelines  # noqa: E402
 from bench import API_KEY, control, emulator_process  # noqa: E402
 
-from target_monk.testing.postgres import PgCluster  # noqa: E402
+from testkit.postgres import PgCluster  # noqa: E402
 
 
 def timed(label: str, rows: int, action: t.Callable[[], object], url: str) -> float:

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from target_monk.testing.emulator import MonkEmulator
+from target_monk.emulator import MonkEmulator
 
 API_KEY = "mk_test_" + "cd" * 24
 START = "2026-03-01"

@@ -1,7 +1,7 @@
 """Dagster definitions for target-monk's Meltano project: a sharded backfill, the
 hourly incremental job, and the daily reconcile that proves the bill.
 
-    pip install -e ".[orchestrate]"
+    uv sync --group orchestrate
     export TAP_POSTGRES_HOST=... TAP_POSTGRES_PORT=... TAP_POSTGRES_USER=... \\
            TAP_POSTGRES_PASSWORD=... TAP_POSTGRES_DATABASE=... \\
            TARGET_MONK_API_URL=... TARGET_MONK_API_KEY=... \\

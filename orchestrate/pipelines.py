@@ -26,12 +26,12 @@ MAX_SHARDS = 8
 """meltano.yml declares tap-postgres--shard-0 to -7."""
 
 
-class PipelineFailed(RuntimeError):
+class PipelineFailedError(RuntimeError):
     """A `meltano` command exited non-zero."""
 
 
 def meltano(*args: str, env: t.Mapping[str, str] | None = None, timeout: float = 3600) -> str:
-    """Run `meltano ARGS` in the project; return its stdout; raise PipelineFailed with the
+    """Run `meltano ARGS` in the project; return its stdout; raise PipelineFailedError with the
     end of its log otherwise."""
     done = subprocess.run(
         [MELTANO, *args],
@@ -44,7 +44,7 @@ def meltano(*args: str, env: t.Mapping[str, str] | None = None, timeout: float =
     )
     if done.returncode != 0:
         msg = f"meltano {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
-        raise PipelineFailed(msg)
+        raise PipelineFailedError(msg)
     return done.stdout
 
 
@@ -125,7 +125,7 @@ def recent_days(days: int, today: dt.date | None = None) -> tuple[str, ...]:
     return ("--start", start.isoformat(), "--end", end.isoformat())
 
 
-class BillDiffers(RuntimeError):
+class BillDiffersError(RuntimeError):
     """reconcile found events missing, different or extra in Monk (its exit 1)."""
 
 
@@ -133,8 +133,8 @@ def reconcile(*options: str) -> tuple[dict[str, t.Any], str]:
     """`meltano invoke target-monk:reconcile OPTIONS`: its JSON report and printed table.
 
     Raises:
-        BillDiffers: differences (the table and verdict in the message).
-        PipelineFailed: it could not check.
+        BillDiffersError: differences (the table and verdict in the message).
+        PipelineFailedError: it could not check.
     """
     with tempfile.TemporaryDirectory() as tmp:
         report_path = Path(tmp) / "reconcile.json"
@@ -148,8 +148,8 @@ def reconcile(*options: str) -> tuple[dict[str, t.Any], str]:
             check=False,
         )
         if done.returncode == 1:
-            raise BillDiffers(done.stdout[-5000:])
+            raise BillDiffersError(done.stdout[-5000:])
         if done.returncode != 0:
             msg = f"reconcile could not check (exit {done.returncode}):\n{done.stderr[-3000:]}"
-            raise PipelineFailed(msg)
+            raise PipelineFailedError(msg)
         return json.loads(report_path.read_text()), done.stdout

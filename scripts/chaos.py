@@ -1,5 +1,5 @@
 """Run the randomized chaos suite: seeded scenarios against fresh emulators, every
-invariant checked after every run (target_monk/testing/chaos.py says what is mixed and
+invariant checked after every run (testkit/chaos.py says what is mixed and
 checked).
 
     scripts/chaos                          # 100 scenarios of a new seed (printed)
@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from target_monk.testing.chaos import Scenario, run_scenario, save
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's testkit
+from testkit.chaos import Scenario, run_scenario, save
 
 
 def main() -> None:

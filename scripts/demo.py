@@ -20,8 +20,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from target_monk.testing.emulator import MonkEmulator
-from target_monk.testing.postgres import PgCluster
+from target_monk.emulator import MonkEmulator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's testkit
+from testkit.postgres import PgCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """Every failure target-monk reports: one family, one base.
 
-A `TargetMonkError` ends a run the one way (`Pipeline.fail`: summary, then one
+A `TargetMonkError` ends a run the one way (`Run.fail`: summary, then one
 `target-monk failed:` line, exit 1, no STATE after). Any other exception is a bug in
 target-monk and keeps its traceback. Imports nothing of target-monk, so every module
 may raise these.
@@ -38,7 +38,7 @@ class InvalidRecordError(TargetMonkError):
         )
 
 
-class DeadLettersWritten(TargetMonkError):
+class DeadLettersWrittenError(TargetMonkError):
     """The run dead-lettered records and fail_on_dead_letter is on."""
 
 
@@ -50,7 +50,7 @@ class ReconcileError(TargetMonkError):
     """`reconcile` could not check: Monk's read API failed for good, or bad arguments."""
 
 
-class DeliveryFailed(TargetMonkError):
+class DeliveryFailedError(TargetMonkError):
     """Raised in the reading thread once any batch has failed for good."""
 
 
@@ -78,7 +78,7 @@ class MonkRejectedError(MonkError):
     """Monk rejected a batch as a whole (400/413/422): never retried as is; with
     dead-lettering on, the batch is split to find the events Monk refuses."""
 
-    def __init__(self, label: str, status: int, error: dict[str, t.Any]) -> None:
+    def __init__(self, what: str, status: int, error: dict[str, t.Any]) -> None:
         """Keep Monk's error envelope for the caller."""
         self.status = status
         self.code = str(error.get("code", ""))
@@ -86,7 +86,7 @@ class MonkRejectedError(MonkError):
         self.request_id = str(error.get("requestId", ""))
         self.error = error
         super().__init__(
-            f"Monk rejected {label}: HTTP {status} {self.code}: {self.message} "
+            f"Monk rejected {what}: HTTP {status} {self.code}: {self.message} "
             f"(requestId {self.request_id or 'none'})"
         )
 

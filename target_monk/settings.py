@@ -1,23 +1,30 @@
-"""The settings: their JSON Schema (what --about lists and Meltano shows), and one
-frozen `Settings` built once from the config: defaults filled, types converted, and
-every check across settings done here and nowhere else. Every other module receives
-the values it needs, never the raw config.
+"""The settings, each declared once: its JSON Schema type, default, description,
+secrecy and how its value is read and checked, as a field of the frozen `Settings`.
+From those declarations come the settings schema (what --about lists and Meltano
+shows; `scripts/plugin_settings.py` writes the plugin definitions and the docs' page
+from it), the defaults, and one `Settings` built once from the config, with every check
+across settings done here and nowhere else. Also the one loader of config files and
+TARGET_MONK_* variables. Every other module receives the values it needs, never the
+raw config.
 """
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import math
 import typing as t
 import urllib.parse
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from singer_sdk import typing as th
 
-from target_monk.client import MAX_RETRY_AFTER_SECONDS, MonkClient
 from target_monk.errors import ConfigError
-from target_monk.mapping import MappingSettings
+from target_monk.mapping.settings import MappingSettings
+from target_monk.monk.events import MonkClient
+from target_monk.monk.http import MAX_RETRY_AFTER_SECONDS
 
 MAX_BATCH_EVENTS = 10_000
 """Monk's limit of events per request."""
@@ -29,377 +36,382 @@ SECONDS = th.CustomType({"type": ["number", "string"], "pattern": r"^\s*\d+(\.\d
 from an environment variable, so these are `string` settings in the plugin
 definitions (scripts/plugin_settings.py), and `Settings` reads the text."""
 
-MAPPING_SCHEMA = th.PropertiesList(
-    th.Property(
-        "customer_id_field",
-        th.StringType,
-        default=MappingSettings.customer_id_field,
-        description="Source field for customerId (Monk's customer UUID).",
-    ),
-    th.Property(
-        "external_customer_id_field",
-        th.StringType,
-        default=MappingSettings.external_customer_id_field,
-        description="Source field for externalCustomerId, used when customerId is empty.",
-    ),
-    th.Property(
-        "event_name_field",
-        th.StringType,
-        default=MappingSettings.event_name_field,
-        description="Source field for eventName.",
-    ),
-    th.Property(
-        "event_name",
-        th.StringType,
-        description="A constant eventName for every record; wins over event_name_field.",
-    ),
-    th.Property(
-        "timestamp_field",
-        th.StringType,
-        default=MappingSettings.timestamp_field,
-        description="Source field for the event time (ISO 8601 or date-time; naive = UTC).",
-    ),
-    th.Property(
-        "properties_field",
-        th.StringType,
-        default=MappingSettings.properties_field,
-        description=(
-            "If a record has an object in this field, it becomes the properties; "
-            "otherwise every field not mapped above (except _sdc_*) does."
-        ),
-    ),
-    th.Property(
-        "property_fields",
-        th.ArrayType(th.StringType),
-        description=(
-            "Only these source fields become properties (when there is no properties "
-            "object). Default: every field not mapped above."
-        ),
-    ),
-    th.Property(
-        "idempotency_key_template",
-        th.StringType,
-        description=(
-            "str.format template over the record's fields plus 'stream', e.g. "
-            "'sync_{id}'. Default key: '{stream}:{key property values joined by :}'."
-        ),
-    ),
-    th.Property(
-        "numeric_properties",
-        th.ArrayType(th.StringType),
-        description=(
-            "Properties sent as JSON numbers: text ('42', ' 12.50 ', '1e3') is parsed "
-            "exactly; text that is not a number makes the record invalid. Properties the "
-            "schema declares as number or integer are read the same way."
-        ),
-    ),
-    th.Property(
-        "key_namespace",
-        th.StringType,
-        description=(
-            "Replaces the stream name in default keys ('{key_namespace}:{key values}'), "
-            "so a renamed stream, an alias or another tap's name for the same table "
-            "keeps its keys. Default: the stream name."
-        ),
-    ),
-)
-"""The settings that map a record to an event; each may be set per stream too."""
+Reader = t.Callable[[t.Mapping[str, t.Any], str], t.Any]
+"""Reads one setting's value (from the config with defaults filled) and checks it.
 
-SCHEMA: dict[str, t.Any] = th.PropertiesList(
-    th.Property(
-        "api_key",
+Raises:
+    ConfigError: naming the setting and why its value cannot work."""
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting's declaration (a `Settings` field's metadata)."""
+
+    kind: th.JSONTypeHelper[t.Any]
+    description: str
+    default: t.Any
+    read: Reader
+    secret: bool
+    required: bool
+
+    def schema(self, name: str) -> th.Property[t.Any]:
+        """The setting's JSON Schema property."""
+        return th.Property(
+            name,
+            self.kind,
+            required=self.required,
+            secret=self.secret,
+            default=self.default,
+            description=self.description,
+        )
+
+
+def setting(
+    kind: th.JSONTypeHelper[t.Any] | type[th.JSONTypeHelper[t.Any]],
+    description: str,
+    default: t.Any = None,
+    *,
+    read: Reader,
+    secret: bool = False,
+    required: bool = False,
+) -> t.Any:
+    """Declare a setting: a `Settings` field (never shown in its repr when secret)."""
+    helper = kind() if isinstance(kind, type) else kind
+    declared = Declared(helper, description, default, read, secret, required)
+    return field(repr=not secret, metadata={"setting": declared})
+
+
+N = t.TypeVar("N", int, float)
+
+
+def _number(values: t.Mapping[str, t.Any], name: str, kind: type[N]) -> N:
+    """The setting as an int or float (numbers, or text of one, as env vars give)."""
+    value = values[name]
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = kind(value)
+    except (TypeError, ValueError, ArithmeticError):
+        msg = f"{name} must be a number ({kind.__name__}), got {value!r}"
+        raise ConfigError(msg) from None
+    if number != float(value):  # 2.5 for an int setting
+        msg = f"{name} must be a whole number, got {value!r}"
+        raise ConfigError(msg)
+    return number
+
+
+def _seconds(values: t.Mapping[str, t.Any], name: str, *, zero: bool) -> float:
+    """A `SECONDS` setting: at least 0, or above 0 when `zero` is not allowed."""
+    seconds = _number(values, name, float)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        least = "at least" if zero else "more than"
+        msg = f"{name} must be {least} 0 seconds, got {values[name]!r}"
+        raise ConfigError(msg)
+    return seconds
+
+
+def flag(values: t.Mapping[str, t.Any], name: str) -> bool:
+    """The setting as a boolean: true or false (or their text: 'true', 'False')."""
+    value = values[name]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    msg = f"{name} must be true or false, got {value!r}"
+    raise ConfigError(msg)
+
+
+def text(values: t.Mapping[str, t.Any], name: str) -> str:
+    return str(values.get(name, ""))
+
+
+def optional_text(values: t.Mapping[str, t.Any], name: str) -> str | None:
+    """The text, or None when unset or empty."""
+    return str(values[name]) if values.get(name) else None
+
+
+def integer(values: t.Mapping[str, t.Any], name: str) -> int:
+    return _number(values, name, int)
+
+
+def seconds(*, zero: bool) -> Reader:
+    """A `SECONDS` setting: at least 0, or above 0 when `zero` is not allowed."""
+    return lambda values, name: _seconds(values, name, zero=zero)
+
+
+def _mapping_schema() -> th.PropertiesList:
+    """The mapping settings' schema, from `MappingSettings`' declarations."""
+    return th.PropertiesList(
+        *(
+            th.Property(
+                f.name,
+                th.CustomType(f.metadata["kind"]),
+                default=f.default,
+                description=f.metadata["description"],
+            )
+            for f in fields(MappingSettings)
+        )
+    )
+
+
+def _stream_overrides(values: t.Mapping[str, t.Any], name: str) -> t.Mapping[str, MappingSettings]:
+    """Each stream's mapping settings: its overrides over the run's."""
+    overrides, mapping = values[name], MappingSettings.from_values(values)
+    if not isinstance(overrides, t.Mapping):
+        msg = f"stream_overrides must be an object of stream names, got {overrides!r}"
+        raise ConfigError(msg)
+    names = {f.name for f in fields(MappingSettings)}
+    per_stream = {}
+    for stream, settings in overrides.items():
+        settings = settings or {}
+        unknown = set(settings) - names if isinstance(settings, t.Mapping) else {settings}
+        if unknown:
+            msg = (
+                f"stream_overrides for '{stream}' has unknown setting(s) "
+                f"{sorted(map(str, unknown))}; allowed: {sorted(names)}"
+            )
+            raise ConfigError(msg)
+        per_stream[stream] = mapping.overridden(settings)
+    return per_stream
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every setting, typed, defaults filled and checked; built once per run. The
+    fields declared with `setting` are target-monk's own settings, in --about's order;
+    `mapping`, `batch_config` and `sdk_path_settings` are read from several."""
+
+    api_key: str = setting(
         th.StringType,
-        required=True,
+        "Monk API key (Bearer), with the usage:write scope.",
+        read=text,
         secret=True,
-        description="Monk API key (Bearer), with the usage:write scope.",
-    ),
-    th.Property(
-        "api_url",
+        required=True,
+    )
+    api_url: str = setting(
         th.StringType,
+        "Monk events host; batches go to {api_url}/v1/events/batch.",
         default=DEFAULT_API_URL,
-        description="Monk events host; batches go to {api_url}/v1/events/batch.",
-    ),
-    th.Property(
-        "batch_size_rows",
+        read=text,
+    )
+    batch_size_rows: int = setting(
         th.IntegerType(minimum=1, maximum=MAX_BATCH_EVENTS),
+        "Events per request, 1 to 10,000 (Monk's limit).",
         default=5000,
-        description="Events per request, 1 to 10,000 (Monk's limit).",
-    ),
-    th.Property(
-        "max_batch_bytes",
+        read=integer,
+    )
+    max_batch_bytes: int = setting(
         th.IntegerType(minimum=1000),
-        default=5_000_000,
-        description=(
+        (
             "Largest request body in bytes; a batch whose JSON would be larger is "
             "sent in parts. A safety margin: Monk publishes no byte limit."
         ),
-    ),
-    *MAPPING_SCHEMA,
-    th.Property(
-        "stream_overrides",
-        th.ObjectType(additional_properties=MAPPING_SCHEMA),
+        default=5_000_000,
+        read=integer,
+    )
+    mapping: MappingSettings = field(metadata={"mapping": True})
+    """The mapping settings (declared in `MappingSettings`), for every stream."""
+    stream_overrides: t.Mapping[str, MappingSettings] = setting(
+        th.ObjectType(additional_properties=_mapping_schema()),
+        "Stream name -> any of the mapping settings, for that stream only.",
         default={},
-        description="Stream name -> any of the mapping settings, for that stream only.",
-    ),
-    th.Property(
-        "request_timeout_seconds",
+        read=_stream_overrides,
+    )
+    request_timeout_seconds: float = setting(
         SECONDS,
+        "Timeout of one request, in seconds.",
         default=60,
-        description="Timeout of one request, in seconds.",
-    ),
-    th.Property(
-        "max_retries",
+        read=seconds(zero=False),
+    )
+    max_retries: int = setting(
         th.IntegerType(minimum=0, maximum=20),
+        "Retries of one batch on 429, 5xx, timeouts and connection errors.",
         default=5,
-        description="Retries of one batch on 429, 5xx, timeouts and connection errors.",
-    ),
-    th.Property(
-        "retry_backoff_seconds",
+        read=integer,
+    )
+    retry_backoff_seconds: float = setting(
         SECONDS,
+        "First retry wait; each next one doubles (1, 2, 4, 8, 16 s), jittered.",
         default=1,
-        description="First retry wait; each next one doubles (1, 2, 4, 8, 16 s), jittered.",
-    ),
-    th.Property(
-        "max_retry_wait_seconds",
+        read=seconds(zero=True),
+    )
+    max_retry_wait_seconds: float = setting(
         SECONDS,
-        default=60,
-        description=(
+        (
             "Longest wait before one retry (Monk's Retry-After is honoured up to "
             f"{MAX_RETRY_AFTER_SECONDS:g} s)."
         ),
-    ),
-    th.Property(
-        "flush_interval_seconds",
-        SECONDS,
         default=60,
-        description=(
+        read=seconds(zero=True),
+    )
+    flush_interval_seconds: float = setting(
+        SECONDS,
+        (
             "A partial batch is sent, and the STATE behind it written, at most this "
             "long after its first record arrived, also while the tap is silent."
         ),
-    ),
-    th.Property(
-        "max_buffered_events",
+        default=60,
+        read=seconds(zero=False),
+    )
+    max_buffered_events: int = setting(
         th.IntegerType(minimum=1),
-        default=50_000,
-        description=(
+        (
             "Events buffered in all streams' partial batches at most; past it the "
             "largest partial batches are sent. Bounds memory whatever the number "
             "of streams."
         ),
-    ),
-    th.Property(
-        "max_in_flight",
+        default=50_000,
+        read=integer,
+    )
+    max_in_flight: int = setting(
         th.IntegerType(minimum=1, maximum=32),
+        "Batches posted at once while input keeps being read.",
         default=4,
-        description="Batches posted at once while input keeps being read.",
-    ),
-    th.Property(
-        "on_invalid_record",
+        read=integer,
+    )
+    on_invalid_record: str = setting(
         th.StringType(allowed_values=["fail", "dead_letter"]),
-        default="fail",
-        description=(
+        (
             "fail: an invalid record fails the run before its batch is sent. "
             "dead_letter: it goes to dead_letter_path and delivery goes on; a batch "
             "Monk rejects (400/413/422) is split until the rejected events are found."
         ),
-    ),
-    th.Property(
-        "on_deleted_record",
+        default="fail",
+        read=text,
+    )
+    on_deleted_record: str = setting(
         th.StringType(allowed_values=["report", "fail"]),
-        default="report",
-        description=(
+        (
             "A record the tap marks deleted (_sdc_deleted_at set) is never sent as usage. "
             "report: it is set aside in deleted_records_path, counted, and warned of; "
             "delivery goes on. fail: the run fails, naming it."
         ),
-    ),
-    th.Property(
-        "deleted_records_path",
+        default="report",
+        read=text,
+    )
+    deleted_records_path: str = setting(
         th.StringType,
-        default="target-monk-deleted.jsonl",
-        description=(
+        (
             "JSON Lines file of deleted source rows (appended): stream, key, deleted_at "
             "and the event that was billed for the row, when the record carries it."
         ),
-    ),
-    th.Property(
-        "dead_letter_path",
+        default="target-monk-deleted.jsonl",
+        read=text,
+    )
+    dead_letter_path: str = setting(
         th.StringType,
+        "JSON Lines file for dead-lettered records and events (appended).",
         default="target-monk-dead-letter.jsonl",
-        description="JSON Lines file for dead-lettered records and events (appended).",
-    ),
-    th.Property(
-        "fail_on_dead_letter",
+        read=text,
+    )
+    fail_on_dead_letter: bool = setting(
         th.BooleanType,
+        "Exit non-zero at the end of a run that dead-lettered anything.",
         default=False,
-        description="Exit non-zero at the end of a run that dead-lettered anything.",
-    ),
-    th.Property(
-        "dry_run",
+        read=flag,
+    )
+    dry_run: bool = setting(
         th.BooleanType,
-        default=False,
-        description=(
+        (
             "Map and check every record and write the request bodies to dry_run_path; "
             "send nothing and write no STATE (the bookmark never moves)."
         ),
-    ),
-    th.Property(
-        "dry_run_path",
+        default=False,
+        read=flag,
+    )
+    dry_run_path: str = setting(
         th.StringType,
+        "JSON Lines file for dry-run request bodies, one body per line.",
         default="target-monk-dry-run.jsonl",
-        description="JSON Lines file for dry-run request bodies, one body per line.",
-    ),
-    th.Property(
-        "summary_path",
+        read=text,
+    )
+    summary_path: str | None = setting(
         th.StringType,
-        description=(
+        (
             "If set, write a receipt here: per customer and event name, the events "
             "and the sum of each numeric property delivered in this run."
         ),
-    ),
-    th.Property(
-        "progress_every_batches",
+        read=optional_text,
+    )
+    progress_every_batches: int = setting(
         th.IntegerType(minimum=1),
+        "Log a progress line every this many accepted requests.",
         default=10,
-        description="Log a progress line every this many accepted requests.",
-    ),
-    th.Property(
-        "allow_insecure_http",
+        read=integer,
+    )
+    allow_insecure_http: bool = setting(
         th.BooleanType,
+        "Allow a plain http api_url to a host other than this machine.",
         default=False,
-        description="Allow a plain http api_url to a host other than this machine.",
-    ),
-    th.Property(
-        "ledger",
+        read=flag,
+    )
+    ledger: bool = setting(
         th.BooleanType,
-        default=True,
-        description=(
+        (
             "Keep a delivery ledger: every event Monk accepted, as sent, with its "
             "requestId and run, for `target-monk reconcile` (see the README, 'Proving "
             "the bill'). Never written in a dry run."
         ),
-    ),
-    th.Property(
-        "ledger_path",
+        default=True,
+        read=flag,
+    )
+    ledger_path: str = setting(
         th.StringType,
+        "The ledger's SQLite file (WAL mode), unless ledger_url is set.",
         default="target-monk-ledger.sqlite",
-        description="The ledger's SQLite file (WAL mode), unless ledger_url is set.",
-    ),
-    th.Property(
-        "ledger_url",
+        read=text,
+    )
+    ledger_url: str | None = setting(
         th.StringType,
-        secret=True,
-        description=(
+        (
             "A postgresql:// URL for the ledger instead of the file: sharded runs and "
             "clusters write one ledger concurrently (needs target-monk[postgres])."
         ),
-    ),
-    th.Property(
-        "ledger_retention_days",
+        read=optional_text,
+        secret=True,
+    )
+    ledger_retention_days: int = setting(
         th.IntegerType(minimum=1),
+        "Ledger rows are kept for events of the last this many days.",
         default=400,
-        description="Ledger rows are kept for events of the last this many days.",
-    ),
-    th.Property(
-        "read_api_url",
+        read=integer,
+    )
+    read_api_url: str = setting(
         th.StringType,
-        default=DEFAULT_READ_API_URL,
-        description=(
+        (
             "Monk API host that reconcile reads events from "
             "(sandbox: https://api-sandbox.monk.com); the key needs usage:read."
         ),
-    ),
-    th.Property(
-        "reconcile_settle_seconds",
+        default=DEFAULT_READ_API_URL,
+        read=text,
+    )
+    reconcile_settle_seconds: float = setting(
         SECONDS,
-        default=900,
-        description=(
+        (
             "Events accepted less than this long ago and not yet listed by Monk are "
             "pending, not missing (Monk processes events asynchronously)."
         ),
-    ),
-    th.Property(
-        "reconcile_requests_per_minute",
+        default=900,
+        read=seconds(zero=True),
+    )
+    reconcile_requests_per_minute: int = setting(
         th.IntegerType(minimum=1),
+        "Reconcile's request rate limit (Monk's: 100 a minute per IP).",
         default=100,
-        description="Reconcile's request rate limit (Monk's: 100 a minute per IP).",
-    ),
-    th.Property(
-        "validate_records",
+        read=integer,
+    )
+    validate_records: bool = setting(
         th.BooleanType,
-        default=False,
-        description=(
+        (
             "Also run the SDK's per-record JSON Schema validation. Off by default: "
             "every record is checked against Monk's rules anyway."
         ),
-    ),
-).to_dict()
-"""target-monk's own settings (singer-sdk adds its built-in ones; `SDK_PATH_SETTINGS`
-and `FAST_PATH_SETTINGS` classify those)."""
-
-DEFAULTS: dict[str, t.Any] = {
-    name: spec["default"] for name, spec in SCHEMA["properties"].items() if "default" in spec
-}
-"""Every setting's default, from the schema: the one place defaults live."""
-
-SDK_PATH_SETTINGS: dict[str, str] = {
-    "validate_records": "JSON Schema validation of each record",
-    "stream_maps": "stream maps transform, filter, alias or split records",
-    "flattening_enabled": "flattening renames nested properties",
-    "add_record_metadata": "adds (and otherwise removes) the _sdc_* metadata fields",
-}
-"""Settings that, when set, need singer-sdk's per-record steps: records take the SDK's
-path. A built-in singer-sdk setting in neither this list nor FAST_PATH_SETTINGS (one
-a newer singer-sdk adds) takes the SDK's path too: never skipped silently."""
-
-FAST_PATH_SETTINGS: dict[str, str] = {
-    "batch_size_rows": "target-monk's own batch size, on both paths",
-    "batch_config": "where BATCH files are read from, on both paths",
-    "load_method": "checked at start (overwrite refused); records are the same",
-    "stream_map_config": "read by stream_maps only",
-    "faker_config": "read by stream_maps only",
-    "flattening_max_depth": "read with flattening_enabled only",
-    "flattening_max_key_length": "read with flattening_enabled only",
-    "flattening_separator": "read with flattening_enabled only",
-}
-"""Built-in singer-sdk settings the fast path honours or that change no record."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Every setting, typed, defaults filled and checked; built once per run."""
-
-    api_key: str = field(repr=False)
-    api_url: str
-    allow_insecure_http: bool
-    batch_size_rows: int
-    max_batch_bytes: int
-    mapping: MappingSettings
-    stream_overrides: t.Mapping[str, MappingSettings]
-    request_timeout_seconds: float
-    max_retries: int
-    retry_backoff_seconds: float
-    max_retry_wait_seconds: float
-    flush_interval_seconds: float
-    max_buffered_events: int
-    max_in_flight: int
-    on_invalid_record: str
-    on_deleted_record: str
-    deleted_records_path: str
-    dead_letter_path: str
-    fail_on_dead_letter: bool
-    dry_run: bool
-    dry_run_path: str
-    summary_path: str | None
-    progress_every_batches: int
-    batch_config: t.Mapping[str, t.Any] | None
-    ledger_location: str | None
-    """The ledger's file or PostgreSQL URL (None: no ledger)."""
-    ledger_retention_days: int
-    read_api_url: str
-    reconcile_settle_seconds: float
-    reconcile_requests_per_minute: int
-    sdk_path_settings: tuple[str, ...]
+        default=False,
+        read=flag,
+    )
+    batch_config: t.Mapping[str, t.Any] | None = None
+    """singer-sdk's `batch_config` (where BATCH files are read from), if set."""
+    sdk_path_settings: tuple[str, ...] = ()
     """The settings set that need singer-sdk's per-record steps (empty: the fast path)."""
 
     @property
@@ -411,6 +423,13 @@ class Settings:
     def dead_letter(self) -> bool:
         """Invalid records are dead-lettered instead of failing the run."""
         return self.on_invalid_record == "dead_letter"
+
+    @property
+    def ledger_location(self) -> str | None:
+        """The ledger's PostgreSQL URL or file (None: no ledger)."""
+        if not self.ledger:
+            return None
+        return self.ledger_url or self.ledger_path
 
     def monk_client(self) -> MonkClient:
         """The client that posts batches to Monk as these settings say."""
@@ -461,38 +480,15 @@ class Settings:
         check_api_url(
             str(values["read_api_url"]), bool(values["allow_insecure_http"]), "read_api_url"
         )
-        mapping = MappingSettings.from_values(values)
+        declared = {f.name: f.metadata["setting"] for f in fields(cls) if "setting" in f.metadata}
+        read = {name: setting.read(values, name) for name, setting in declared.items()}
+        if read["ledger"] and read["ledger_url"]:
+            _check_ledger_url(read["ledger_url"])
         built_in = set(sdk_settings) - set(SCHEMA["properties"])
         return cls(
-            api_key=str(values.get("api_key", "")),
-            api_url=str(values["api_url"]),
-            allow_insecure_http=_flag(values, "allow_insecure_http"),
-            batch_size_rows=batch_size_rows,
-            max_batch_bytes=_number(values, "max_batch_bytes", int),
-            mapping=mapping,
-            stream_overrides=_stream_overrides(values["stream_overrides"], mapping),
-            request_timeout_seconds=_seconds(values, "request_timeout_seconds", zero=False),
-            max_retries=_number(values, "max_retries", int),
-            retry_backoff_seconds=_seconds(values, "retry_backoff_seconds", zero=True),
-            max_retry_wait_seconds=_seconds(values, "max_retry_wait_seconds", zero=True),
-            flush_interval_seconds=_seconds(values, "flush_interval_seconds", zero=False),
-            max_buffered_events=_number(values, "max_buffered_events", int),
-            max_in_flight=_number(values, "max_in_flight", int),
-            on_invalid_record=str(values["on_invalid_record"]),
-            on_deleted_record=str(values["on_deleted_record"]),
-            deleted_records_path=str(values["deleted_records_path"]),
-            dead_letter_path=str(values["dead_letter_path"]),
-            fail_on_dead_letter=_flag(values, "fail_on_dead_letter"),
-            dry_run=_flag(values, "dry_run"),
-            dry_run_path=str(values["dry_run_path"]),
-            summary_path=str(values["summary_path"]) if values.get("summary_path") else None,
-            progress_every_batches=_number(values, "progress_every_batches", int),
+            **read,
+            mapping=MappingSettings.from_values(values),
             batch_config=values.get("batch_config") or None,
-            ledger_location=_ledger_location(values),
-            ledger_retention_days=_number(values, "ledger_retention_days", int),
-            read_api_url=str(values["read_api_url"]),
-            reconcile_settle_seconds=_seconds(values, "reconcile_settle_seconds", zero=True),
-            reconcile_requests_per_minute=_number(values, "reconcile_requests_per_minute", int),
             sdk_path_settings=tuple(
                 sorted(
                     name
@@ -505,10 +501,105 @@ class Settings:
         )
 
 
+def _schema() -> dict[str, t.Any]:
+    """The settings' JSON Schema, from the declarations, in their order."""
+    properties: list[th.Property[t.Any]] = []
+    for f in fields(Settings):
+        if "setting" in f.metadata:
+            properties.append(f.metadata["setting"].schema(f.name))
+        elif f.metadata.get("mapping"):
+            properties.extend(_mapping_schema())
+    return th.PropertiesList(*properties).to_dict()
+
+
+SCHEMA: dict[str, t.Any] = _schema()
+"""target-monk's own settings (singer-sdk adds its built-in ones; `SDK_PATH_SETTINGS`
+and `FAST_PATH_SETTINGS` classify those)."""
+
+DEFAULTS: dict[str, t.Any] = {
+    name: spec["default"] for name, spec in SCHEMA["properties"].items() if "default" in spec
+}
+"""Every setting's default, from the schema: the one place defaults live."""
+
+SDK_PATH_SETTINGS: dict[str, str] = {
+    "validate_records": "JSON Schema validation of each record",
+    "stream_maps": "stream maps transform, filter, alias or split records",
+    "flattening_enabled": "flattening renames nested properties",
+    "add_record_metadata": "adds (and otherwise removes) the _sdc_* metadata fields",
+}
+"""Settings that, when set, need singer-sdk's per-record steps: records take the SDK's
+path. A built-in singer-sdk setting in neither this list nor FAST_PATH_SETTINGS (one
+a newer singer-sdk adds) takes the SDK's path too: never skipped silently."""
+
+FAST_PATH_SETTINGS: dict[str, str] = {
+    "batch_size_rows": "target-monk's own batch size, on both paths",
+    "batch_config": "where BATCH files are read from, on both paths",
+    "load_method": "checked at start (overwrite refused); records are the same",
+    "stream_map_config": "read by stream_maps only",
+    "faker_config": "read by stream_maps only",
+    "flattening_max_depth": "read with flattening_enabled only",
+    "flattening_max_key_length": "read with flattening_enabled only",
+    "flattening_separator": "read with flattening_enabled only",
+}
+"""Built-in singer-sdk settings the fast path honours or that change no record."""
+
+
 ENV_PREFIX = "TARGET_MONK_"
 """Settings from the environment: singer-sdk's `--config ENV`, and Meltano's."""
 ENV_NOT_SETTINGS = frozenset({"loglevel"})
 """TARGET_MONK_* variables that are not settings: singer-sdk's log level."""
+
+
+def load_config(sources: t.Iterable[str], environ: t.Mapping[str, str]) -> dict[str, t.Any]:
+    """The config from JSON files and/or `ENV` (TARGET_MONK_* variables), later
+    sources over earlier ones, as singer-sdk's `--config` reads them.
+
+    Raises:
+        ConfigError: a file that cannot be read, or a variable that cannot be.
+    """
+    config: dict[str, t.Any] = {}
+    for source in sources:
+        if source == "ENV":
+            config.update(config_from_env(environ))
+            continue
+        try:
+            config.update(json.loads(Path(source).read_text()))
+        except (OSError, ValueError) as exc:
+            msg = f"cannot read --config {source}: {exc}"
+            raise ConfigError(msg) from None
+    return config
+
+
+def config_from_env(
+    environ: t.Mapping[str, str], schema: t.Mapping[str, t.Any] = SCHEMA
+) -> dict[str, t.Any]:
+    """The settings of `schema` set by TARGET_MONK_* variables: integers read as such,
+    objects and arrays as JSON, anything else as its text (`Settings` reads it).
+
+    Raises:
+        ConfigError: naming a variable that is not what its setting needs (never its
+            value: it may be a secret).
+    """
+    config: dict[str, t.Any] = {}
+    for name, spec in schema["properties"].items():
+        variable = ENV_PREFIX + name.upper()
+        text = environ.get(variable)
+        if text is None:
+            continue
+        types = spec.get("type") or []
+        types = [types] if isinstance(types, str) else types
+        try:
+            if {"object", "array"} & set(types):
+                config[name] = json.loads(text)
+            elif "integer" in types and "string" not in types:
+                config[name] = int(text)
+            else:
+                config[name] = text
+        except ValueError:
+            kind = "an integer" if "integer" in types else "JSON"
+            msg = f"{variable} is not {kind}, as {name} must be"
+            raise ConfigError(msg) from None
+    return config
 
 
 def _refuse_unknown(
@@ -546,79 +637,11 @@ def _refuse_unknown(
     raise ConfigError(msg)
 
 
-N = t.TypeVar("N", int, float)
-
-
-def _number(values: t.Mapping[str, t.Any], name: str, kind: type[N]) -> N:
-    """The setting as an int or float (numbers, or text of one, as env vars give)."""
-    value = values[name]
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = kind(value)
-    except (TypeError, ValueError, ArithmeticError):
-        msg = f"{name} must be a number ({kind.__name__}), got {value!r}"
-        raise ConfigError(msg) from None
-    if number != float(value):  # 2.5 for an int setting
-        msg = f"{name} must be a whole number, got {value!r}"
-        raise ConfigError(msg)
-    return number
-
-
-def _seconds(values: t.Mapping[str, t.Any], name: str, *, zero: bool) -> float:
-    """A `SECONDS` setting: at least 0, or above 0 when `zero` is not allowed."""
-    seconds = _number(values, name, float)
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
-        least = "at least" if zero else "more than"
-        msg = f"{name} must be {least} 0 seconds, got {values[name]!r}"
-        raise ConfigError(msg)
-    return seconds
-
-
-def _flag(values: t.Mapping[str, t.Any], name: str) -> bool:
-    """The setting as a boolean: true or false (or their text: 'true', 'False')."""
-    value = values[name]
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    msg = f"{name} must be true or false, got {value!r}"
-    raise ConfigError(msg)
-
-
-def _ledger_location(values: t.Mapping[str, t.Any]) -> str | None:
-    """ledger_url if set (a PostgreSQL URL), else ledger_path; None when ledger is off."""
-    if not _flag(values, "ledger"):
-        return None
-    url = values.get("ledger_url")
-    if not url:
-        return str(values["ledger_path"])
-    if urllib.parse.urlsplit(str(url)).scheme not in ("postgresql", "postgres"):
+def _check_ledger_url(url: str) -> None:
+    """ledger_url must be a PostgreSQL URL (unset: the SQLite ledger_path)."""
+    if urllib.parse.urlsplit(url).scheme not in ("postgresql", "postgres"):
         msg = "ledger_url must be a postgresql:// URL (or unset, for the SQLite ledger_path)"
         raise ConfigError(msg)
-    return str(url)
-
-
-def _stream_overrides(
-    overrides: object, mapping: MappingSettings
-) -> t.Mapping[str, MappingSettings]:
-    """Each stream's mapping settings: its overrides over the run's."""
-    if not isinstance(overrides, t.Mapping):
-        msg = f"stream_overrides must be an object of stream names, got {overrides!r}"
-        raise ConfigError(msg)
-    names = {f.name for f in fields(MappingSettings)}
-    per_stream = {}
-    for stream, settings in overrides.items():
-        settings = settings or {}
-        unknown = set(settings) - names if isinstance(settings, t.Mapping) else {settings}
-        if unknown:
-            msg = (
-                f"stream_overrides for '{stream}' has unknown setting(s) "
-                f"{sorted(map(str, unknown))}; allowed: {sorted(names)}"
-            )
-            raise ConfigError(msg)
-        per_stream[stream] = mapping.overridden(settings)
-    return per_stream
 
 
 def check_api_url(api_url: str, allow_insecure_http: bool = False, name: str = "api_url") -> None:

@@ -1,16 +1,75 @@
-"""Fixtures: a Monk emulator per test. Helpers live in tests/helpers."""
+"""The test tiers (by directory: unit/, e2e/, integration/), the --max-in-flight
+option, and the fixtures: a Monk emulator per test, a PostgreSQL cluster, Meltano's
+plugins. Helpers live in the repository's testkit/."""
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import typing as t
 from pathlib import Path
 
 import pytest
-from helpers import API_KEY, MELTANO, ROOT, end_processes, meltano_env
 
-from target_monk.testing.emulator import MonkEmulator
-from target_monk.testing.postgres import PgCluster
+from target_monk.emulator import MonkEmulator
+from testkit import processes
+from testkit.postgres import PgCluster
+from testkit.processes import API_KEY, MELTANO, ROOT, end_processes, meltano_env
+
+TIERS = {
+    "unit": "in-process: no target process, no Meltano (scripts/test --unit)",
+    "e2e": "the target as a process against the emulator",
+    "integration": "Meltano, PostgreSQL, real taps from PyPI, Dagster",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--max-in-flight",
+        type=int,
+        default=4,
+        help="max_in_flight of the tests' configs (scripts/test reruns -m in_flight with 1 and 8)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for tier, what in TIERS.items():
+        config.addinivalue_line("markers", f"{tier}: {what}")
+    config.addinivalue_line(
+        "markers", "meltano_project: runs Meltano in this project (one at a time)"
+    )
+    processes.DEFAULTS["max_in_flight"] = config.getoption("--max-in-flight")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked with its tier, from its directory; a test that runs Meltano
+    in this project (the `meltano_plugins` fixture, or `orchestrate`) is integration
+    wherever it lives, and marked `meltano_project`."""
+    for item in items:
+        tier = item.path.parent.name
+        assert tier in TIERS, f"{item.nodeid}: tests live in tests/unit, e2e or integration"
+        in_project = "meltano_plugins" in getattr(item, "fixturenames", ()) or bool(
+            item.get_closest_marker("orchestrate")
+        )
+        item.add_marker("integration" if in_project else tier)
+        if in_project:
+            item.add_marker("meltano_project")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> t.Iterator[None]:
+    """Tests that run Meltano in this project run one at a time, whichever xdist worker
+    runs them: Meltano keeps a plugin's run files under .meltano/run/<plugin>/, which
+    two runs of one plugin at once would overwrite (and `meltano install` too)."""
+    if item.get_closest_marker("meltano_project") is None:
+        return (yield)
+    (ROOT / ".meltano").mkdir(exist_ok=True)
+    with (ROOT / ".meltano" / "tests.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture
