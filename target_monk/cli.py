@@ -1,7 +1,7 @@
 """The command line: `target-monk` runs the target (singer-sdk's command line);
-`target-monk reconcile` proves the bill. The one place that ends the process, and that
-freezes the garbage collector: everything else returns, so any of it can be driven
-in-process (tests call `run`)."""
+`target-monk reconcile` proves the bill. `main` is the one place that ends the process
+and freezes the garbage collector; `run` returns the exit code, so the whole command
+line can be driven in-process (testkit's `run_cli`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ logger = logging.getLogger("target-monk")
 
 def main() -> t.NoReturn:
     """`target-monk ...`: run, then end the process with the exit code."""
+    TargetMonk.exit_process = staticmethod(exit_now)  # a signal ends the run at once
+    # Everything loaded so far (modules, the SDK) lives for the whole run: keep the
+    # garbage collector from re-scanning it for every batch.
+    gc.freeze()
     exit_now(run(sys.argv[1:]))
 
 
@@ -35,10 +39,6 @@ def run(argv: t.Sequence[str]) -> int:
 def run_target(argv: t.Sequence[str]) -> int:
     """The target, through singer-sdk's command line: 0 finished (or --about, --help),
     1 failed (one `target-monk failed:` line), 2 a usage error."""
-    TargetMonk.exit_process = staticmethod(exit_now)  # a signal ends the run at once
-    # Everything loaded so far (modules, the SDK) lives for the whole run: keep the
-    # garbage collector from re-scanning it for every batch.
-    gc.freeze()
     command = TargetMonk.cli
     try:
         code = command.main(args=list(argv), prog_name="target-monk", standalone_mode=False)

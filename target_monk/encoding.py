@@ -1,4 +1,4 @@
-"""The one JSON encoder: request bodies, STATE lines, receipts and JSON Lines files."""
+"""The one JSON encoder: request bodies, STATE lines, the usage file and JSON Lines files."""
 
 from __future__ import annotations
 

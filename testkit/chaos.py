@@ -26,7 +26,6 @@ import contextlib
 import datetime as dt
 import gzip
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from target_monk.emulator import MonkEmulator, Rule
 from target_monk.proof.ledger import Ledger
+from testkit.processes import run_piped
 
 API_KEY = "mk_test_" + "c4a0" * 12
 TARGET = [sys.executable, "-m", "target_monk"]
@@ -312,76 +312,59 @@ def run_target(
     emulator: MonkEmulator,
     kill: Kill | None,
 ) -> Outcome:
-    """One target process on `data`; `kill` sends its signal at its moment."""
-    config_path = folder / "config.json"
-    config_path.write_text(json.dumps(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_MONK_")}
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [*command, "--config", str(config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=folder,
-        env=env,
-    )
+    """One target process on `data` (`run_piped`); `kill` sends its signal at its
+    moment: after a number of STATE lines, of requests Monk saw, or the summary."""
     killed = threading.Event()
     killed_at: list[float] = []
-    stderr: list[str] = []
+    states = 0
+    process: subprocess.Popen | None = None
 
     def send_kill() -> None:
-        if kill is not None and not killed.is_set() and process.poll() is None:
+        running = process is not None and process.poll() is None
+        if kill is not None and process is not None and running and not killed.is_set():
             killed.set()
             killed_at.append(time.time())
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(kill.signum)
 
-    def feed() -> None:
-        with contextlib.suppress(BrokenPipeError, OSError):
-            assert process.stdin is not None
-            process.stdin.write(data)
-            process.stdin.close()
-
-    def read_stderr() -> None:
-        assert process.stderr is not None
-        for raw in process.stderr:
-            line = raw.decode(errors="replace")
-            stderr.append(line)
-            if kill is not None and kill.after_summary and "target-monk summary: " in line:
-                send_kill()
-
     def watch_requests() -> None:
         assert kill is not None and kill.after_requests is not None
-        while process.poll() is None and not killed.is_set():
+        while process is not None and process.poll() is None and not killed.is_set():
             if len(emulator.requests) >= kill.after_requests:
                 send_kill()
                 return
             time.sleep(0.002)
 
-    threads = [threading.Thread(target=feed), threading.Thread(target=read_stderr)]
-    if kill is not None and kill.after_requests is not None:
-        threads.append(threading.Thread(target=watch_requests))
-    for thread in threads:
-        thread.start()
-    states: list[str] = []
-    assert process.stdout is not None
-    timer = threading.Timer(RUN_TIMEOUT, process.kill)
-    timer.start()
-    for raw in process.stdout:
-        states.append(raw.decode(errors="replace"))
-        if kill is not None and kill.after_states == len(states):
+    def started(running: subprocess.Popen) -> None:
+        nonlocal process
+        process = running
+        if kill is not None and kill.after_requests is not None:
+            threading.Thread(target=watch_requests, daemon=True).start()
+
+    def state_line(_: str) -> None:
+        nonlocal states
+        states += 1
+        if kill is not None and kill.after_states == states:
             send_kill()
-    returncode = process.wait()
-    timer.cancel()
-    for thread in threads:
-        thread.join(10)
-    for pipe in (process.stdin, process.stdout, process.stderr):
-        if pipe is not None:
-            pipe.close()
-    seconds = time.monotonic() - started
+
+    def stderr_line(line: str) -> None:
+        if kill is not None and kill.after_summary and "target-monk summary: " in line:
+            send_kill()
+
+    done = run_piped(
+        command,
+        config,
+        data,
+        folder,
+        timeout=RUN_TIMEOUT,
+        cwd=folder,
+        on_started=started,
+        on_stdout_line=state_line,
+        on_stderr_line=stderr_line,
+    )
     signum = kill.signum if kill is not None and killed.is_set() else None
     when = killed_at[0] if killed_at else None
-    return Outcome(returncode, states, "".join(stderr), seconds, signum, when)
+    return Outcome(done.returncode, done.stdout_lines, done.stderr, done.seconds, signum, when)
 
 
 def run_scenario(scenario: Scenario, folder: Path, command: t.Sequence[str] = TARGET) -> Result:

@@ -71,3 +71,18 @@ def interleaved_input(sizes: dict[str, int], state_every: int = 1000) -> SingerI
                 data.messages.append({"type": "STATE", "value": value})
                 data.keys_before_state.append((value, set(keys)))
     return data
+
+
+GOOD_STATE = {"type": "STATE", "value": {"bookmarks": {"s": {"replication_key_value": 5000}}}}
+LATE_STATE = {"type": "STATE", "value": {"bookmarks": {"s": {"replication_key_value": 9999}}}}
+
+
+def lines(*messages: dict | str) -> str:
+    return "".join((m if isinstance(m, str) else json.dumps(m)) + "\n" for m in messages)
+
+
+def full_batch_then(*tail: dict | str) -> str:
+    """Stream `s`: 5000 good records (one full batch) and their STATE, then `tail`,
+    then a later STATE."""
+    good = [record_message("s", i) for i in range(5000)]
+    return lines(schema_message("s"), *good, GOOD_STATE, *tail, LATE_STATE)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import collections
 import io
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -16,6 +18,7 @@ import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
+from target_monk import cli
 from target_monk.emulator import MonkEmulator
 from target_monk.singer.target import TargetMonk
 
@@ -75,6 +78,12 @@ STARTED: list[subprocess.Popen] = []
 """Target processes started by the running test (see conftest's target_processes)."""
 
 
+def close_pipes(process: subprocess.Popen) -> None:
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def end_processes() -> None:
     """Kill what is still running of STARTED, close every pipe, forget them."""
     while STARTED:
@@ -82,9 +91,7 @@ def end_processes() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
-        for pipe in (process.stdin, process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+        close_pipes(process)
 
 
 def feed(process: subprocess.Popen, data: bytes) -> None:
@@ -127,6 +134,77 @@ def open_gate_when(
     return thread
 
 
+@dataclass
+class Piped:
+    """What a piped target process wrote, and how it ended."""
+
+    returncode: int
+    stdout_lines: list[str]
+    stderr: str
+    seconds: float
+
+
+def run_piped(
+    command: t.Sequence[str],
+    config: dict[str, t.Any],
+    data: bytes,
+    folder: Path,
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    on_started: t.Callable[[subprocess.Popen], None] | None = None,
+    on_stdout_line: t.Callable[[str], None] | None = None,
+    on_stderr_line: t.Callable[[str], None] | None = None,
+) -> Piped:
+    """The one target-process runner: `command --config` (written to `folder`) with
+    `data` on stdin, stdout and stderr read line by line (each line handed to its
+    callback as it comes), killed after `timeout` s; its pipes closed at the end."""
+    config_path = folder / "config.json"
+    config_path.write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_MONK_")}
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [*command, "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+    )
+    STARTED.append(process)
+    stderr: list[str] = []
+
+    def read_stderr() -> None:
+        for raw in process.stderr:
+            line = raw.decode(errors="replace")
+            stderr.append(line)
+            if on_stderr_line is not None:
+                on_stderr_line(line)
+
+    threads = [
+        threading.Thread(target=feed, args=(process, data)),
+        threading.Thread(target=read_stderr),
+    ]
+    for thread in threads:
+        thread.start()
+    if on_started is not None:
+        on_started(process)
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    lines = []
+    for raw in process.stdout:
+        line = raw.decode(errors="replace")
+        lines.append(line)
+        if on_stdout_line is not None:
+            on_stdout_line(line)
+    returncode = process.wait()
+    timer.cancel()
+    for thread in threads:
+        thread.join(timeout=10)
+    close_pipes(process)
+    return Piped(returncode, lines, "".join(stderr), time.monotonic() - started)
+
+
 def run_target(
     config: dict[str, t.Any],
     input_text: str | bytes,
@@ -137,47 +215,59 @@ def run_target(
 ) -> TargetRun:
     """Pipe input into `python -m target_monk`; note when each STATE line appeared and
     which idempotency keys the emulator held at that moment."""
-    process = start_target(config, tmp_path)
     data = input_text.encode() if isinstance(input_text, str) else input_text
-    stderr_chunks: list[bytes] = []
+    times: list[float] = []
+    held: list[set[str]] = []
 
-    def drain_stderr() -> None:
-        stderr_chunks.append(process.stderr.read())
-
-    threads = [
-        threading.Thread(target=feed, args=(process, data)),
-        threading.Thread(target=drain_stderr),
-    ]
-    for thread in threads:
-        thread.start()
-    if on_started:
-        on_started(process)
-    stdout_lines, times, held = [], [], []
-    deadline = time.monotonic() + timeout
-    for line in process.stdout:
+    def state_line(_: str) -> None:
         times.append(time.time())
         held.append(emulator.held_keys() if emulator else set())
-        stdout_lines.append(line.decode())
-        if time.monotonic() > deadline:
-            break
-    try:
-        returncode = process.wait(timeout=max(1, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        process.kill()
-        returncode = process.wait()
-    for thread in threads:
-        thread.join(timeout=10)
-    for pipe in (process.stdin, process.stdout, process.stderr):
-        if pipe is not None:
-            pipe.close()
+
+    done = run_piped(
+        TARGET,
+        config,
+        data,
+        tmp_path,
+        timeout=timeout,
+        on_started=on_started,
+        on_stdout_line=state_line,
+    )
     return TargetRun(
-        returncode=returncode,
-        states=[json.loads(line) for line in stdout_lines],
-        stdout="".join(stdout_lines),
-        stderr=b"".join(stderr_chunks).decode(errors="replace"),
+        returncode=done.returncode,
+        states=[json.loads(line) for line in done.stdout_lines],
+        stdout="".join(done.stdout_lines),
+        stderr=done.stderr,
         state_times=times,
         keys_held_at_state=held,
     )
+
+
+def run_cli(
+    config: dict[str, t.Any], input_text: str | bytes, tmp_path: Path, capfd: t.Any
+) -> TargetRun:
+    """The whole command line in this process (`cli.run`, as `target-monk --config`
+    runs short of exiting), with `input_text` as stdin's bytes: its exit code, STATE
+    lines and stderr, read with pytest's `capfd`. For tests that need no process of
+    their own (no signal, no kill); what it changes of the process (logging handlers,
+    signal handlers, stdin) is put back."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    data = input_text.encode() if isinstance(input_text, str) else input_text
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    signals = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    stdin, sys.stdin = sys.stdin, io.TextIOWrapper(io.BytesIO(data))
+    capfd.readouterr()
+    try:
+        code = cli.run(["--config", str(config_path)])
+    finally:
+        sys.stdin = stdin
+        root.handlers[:], root.level = handlers, level
+        for signum, handler in signals.items():
+            signal.signal(signum, handler)
+    out, err = capfd.readouterr()
+    states = [json.loads(line) for line in out.splitlines()]
+    return TargetRun(code, states, out, err, state_times=[], keys_held_at_state=[])
 
 
 def run_in_process(config: dict[str, t.Any], input_text: str, stdout: t.Any) -> list[dict]:

@@ -233,7 +233,7 @@ class Run:
 
     def finish(self) -> None:
         """End of input: send every partial batch, wait for all, write the last STATE;
-        log the summary, write the receipt, say what was dead-lettered.
+        log the summary, write the usage file, say what was dead-lettered.
 
         Raises:
             DeliveryFailedError: a batch failed.
@@ -259,8 +259,8 @@ class Run:
                 self.dry_run_bodies.path,
             )
         if self.settings.summary_path is not None:
-            receipt = encode_json({"run": summary, "usage": self.report.usage()})
-            Path(self.settings.summary_path).write_bytes(msgspec.json.format(receipt) + b"\n")
+            usage = encode_json({"run": summary, "usage": self.report.usage()})
+            Path(self.settings.summary_path).write_bytes(msgspec.json.format(usage) + b"\n")
         if summary["dead_lettered"] and self.dead_letters is not None:
             logger.warning(
                 "%d records or events were dead-lettered to %s (see the README, "

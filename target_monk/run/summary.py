@@ -1,4 +1,4 @@
-"""What a run did: per-stream totals, progress, the closing summary, the receipt, and
+"""What a run did: per-stream totals, progress, the closing summary, the usage file, and
 metrics in singer-sdk's `METRIC:` format."""
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 This module is singer-sdk's adapter and nothing more: the settings schema, building
 the `Run` from `Settings`, singer-sdk's hooks (where the fast path and the SDK's
-path fork, in `_process_records`), and the process exit. How a record and a STATE
-travel is in docs/architecture.md; the SDK internals used are in sdk_internals.py.
+path fork, in `_process_records`), and the exit code (`cli.py` exits). How a record
+and a STATE travel is in docs/architecture.md; the SDK internals used are in
+sdk_internals.py.
 """
 
 from __future__ import annotations
