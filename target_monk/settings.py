@@ -122,6 +122,7 @@ def flag(values: t.Mapping[str, t.Any], name: str) -> bool:
 
 
 def text(values: t.Mapping[str, t.Any], name: str) -> str:
+    """The setting as text (empty when unset: only a required one can be)."""
     return str(values.get(name, ""))
 
 
@@ -131,6 +132,7 @@ def optional_text(values: t.Mapping[str, t.Any], name: str) -> str | None:
 
 
 def integer(values: t.Mapping[str, t.Any], name: str) -> int:
+    """The setting as a whole number (or its text, as environment variables give)."""
     return _number(values, name, int)
 
 
