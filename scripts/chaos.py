@@ -75,7 +75,7 @@ def report(result, out: Path) -> int:
         print(
             f"     note: {len(result.late_landings)} row(s) overwritten with an older version "
             "by a request the target had given up on, stored late (Monk's last write "
-            f"wins; see the README): {result.late_landings[0]}"
+            f"wins; see docs/development.md): {result.late_landings[0]}"
         )
     if result.ok:
         return 0

@@ -351,7 +351,7 @@ class Settings:
         th.BooleanType,
         (
             "Keep a delivery ledger: every event Monk accepted, as sent, with its "
-            "requestId and run, for `target-monk reconcile` (see the README, 'Proving "
+            "requestId and run, for `target-monk reconcile` (see the docs, 'Proving "
             "the bill'). Never written in a dry run."
         ),
         default=True,

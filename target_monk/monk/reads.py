@@ -2,7 +2,7 @@
 
 Monk documents the endpoint and its `customerId`, `start` and `end` filters but not
 its answer (../shared/reference/monk-api.md, "Reading back"). Every assumption about
-it is in this module, one constant each; the README names them and the emulator
+it is in this module, one constant each; the docs name them and the emulator
 serves the same shape. Requests keep to Monk's rate limit with a token bucket, and
 429s (with Retry-After), 5xx, timeouts and dropped connections are retried, bounded.
 Knows nothing of Singer, nor of the ledger.

@@ -216,6 +216,6 @@ def _verdict(report: ReconcileReport, path: Path) -> str:
     if totals["resent"]:
         found += " (Monk accepted the resent ones: reconcile again after the settle time)"
     return (
-        f"Differences ({scope}): {found}{tail}. What to do with each kind: the README, "
+        f"Differences ({scope}): {found}{tail}. What to do with each kind: the docs, "
         "'Proving the bill'"
     )

@@ -248,7 +248,7 @@ class Run:
             logger.warning(
                 "%d deleted source rows were set aside in %s and not sent: Monk keeps the "
                 "usage it accepted for them and has no delete API; issue credits in Monk "
-                "for what should not be billed (see the README, 'Deleted rows')",
+                "for what should not be billed (see the docs, 'Deletes and renames')",
                 summary["deleted"],
                 self.deleted.path,
             )
@@ -263,7 +263,7 @@ class Run:
             Path(self.settings.summary_path).write_bytes(msgspec.json.format(usage) + b"\n")
         if summary["dead_lettered"] and self.dead_letters is not None:
             logger.warning(
-                "%d records or events were dead-lettered to %s (see the README, "
+                "%d records or events were dead-lettered to %s (see the docs, "
                 "'When things go wrong')",
                 summary["dead_lettered"],
                 self.dead_letters.file.path,
