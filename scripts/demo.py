@@ -156,7 +156,7 @@ def prove(env: dict[str, str], tmp: Path) -> None:
         sys.stderr.write(done.stderr[-3000:])
         msg = f"reconcile found differences or could not check (exit {done.returncode})"
         raise SystemExit(msg)
-    print("(README.md, 'Proving the bill': what each kind of difference means, and what to do)")
+    print("(docs/proving-the-bill.md: what each kind of difference means, and what to do)")
 
 
 def look_around(emulator: MonkEmulator, pg: PgCluster, keep: bool) -> None:
@@ -166,7 +166,7 @@ def look_around(emulator: MonkEmulator, pg: PgCluster, keep: bool) -> None:
     print(f"  curl -s {url}/_emulator/stats       # events Monk holds, writes")
     print(f"  curl -s {url}/_emulator/events      # every event, as Monk stored it")
     print(f"  curl -s {url}/_emulator/requests    # every batch request and its answer")
-    print("  README.md: 'The Monk emulator' (every endpoint), 'Settings', 'When things go wrong'")
+    print("  docs/getting-started.md (the emulator's endpoints), settings.md, troubleshooting.md")
     if not keep:
         print("  (./scripts/demo --keep leaves PostgreSQL and the emulator running for that)")
         return
