@@ -21,6 +21,7 @@ from target_monk.errors import (
 from target_monk.monk import http
 from target_monk.monk.http import (
     SHOWN_CHARS,
+    STOPPED,
     Retries,
     TransientError,
     error_envelope,
@@ -149,8 +150,8 @@ class MonkClient:
             return self._post_once(body, what, count, number)
 
         def give_up(attempts: int, reason: str) -> MonkUnavailableError:
-            if reason == "stopped retrying":
-                return MonkUnavailableError(f"Stopped retrying {what} after {made} attempt(s)")
+            if reason == STOPPED:
+                return MonkUnavailableError(f"Stopped retrying {what} after {attempts} attempt(s)")
             return MonkUnavailableError(
                 f"Monk did not accept {what} after {attempts} attempt(s) to {self.url}; "
                 f"last failure: {reason}"

@@ -22,6 +22,8 @@ SHOWN_CHARS = 200
 """How much of an answer that is not what Monk documents an error quotes."""
 
 logger = logging.getLogger("target-monk.client")
+STOPPED = "stopped retrying"
+"""The reason `Retries.run` gives up with when its `stopped` event was set."""
 T = t.TypeVar("T")
 
 
@@ -62,7 +64,8 @@ class Retries:
         """The one bounded retry loop of every request to Monk: `attempt(n)` until it
         returns; each `TransientError` it raises is retried, after the wait, while retries
         are left and `stopped` is not set (the wait ends early when it is set; Ctrl-C
-        interrupts it). Then `give_up(attempts, why)` is raised."""
+        interrupts it). Then `give_up(attempts, why)` is raised (why: the last failure, or
+        `STOPPED`)."""
         stopped = stopped or threading.Event()
         attempts = 0
         while True:
@@ -82,7 +85,7 @@ class Retries:
                     failure.reason,
                 )
                 if stopped.wait(wait):
-                    raise give_up(attempts, "stopped retrying") from None
+                    raise give_up(attempts, STOPPED) from None
 
 
 def transport_failure(
